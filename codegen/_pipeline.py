@@ -36,6 +36,8 @@ DATAMODEL_ARGS = (
     "--capitalise-enum-members",
     # an open enum (`Known | str`) must prefer the known member when the value is one
     "--union-mode=left_to_right",
+    # ...which would turn 2.0 into 2 were int lax: a float stays a float, an int an int
+    "--strict-types=int",
     "--use-annotated",
     "--use-standard-collections",
     "--use-union-operator",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class Actor(BaseModel):
@@ -42,12 +42,12 @@ class AttenuateRequest(BaseModel):
     granted_to_agent_id: Annotated[str, Field(alias="grantedToAgentId")]
     permissions: list[str]
     max_amount: Annotated[
-        int | float | None, Field(alias="maxAmount", union_mode="left_to_right")
+        StrictInt | float | None, Field(alias="maxAmount", union_mode="left_to_right")
     ] = None
     """
     A number, kept as the integer or float it was given so that 280 stays 280.
     """
-    expires_in_seconds: Annotated[int | None, Field(alias="expiresInSeconds")] = None
+    expires_in_seconds: Annotated[StrictInt | None, Field(alias="expiresInSeconds")] = None
     reason: str | None = None
 
 
@@ -70,12 +70,12 @@ class AuthorizeContext(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    amount: Annotated[int | float | None, Field(union_mode="left_to_right")] = None
+    amount: Annotated[StrictInt | float | None, Field(union_mode="left_to_right")] = None
     """
     A number, kept as the integer or float it was given so that 280 stays 280.
     """
     currency: str | None = None
-    estimated_tokens: Annotated[int | None, Field(alias="estimatedTokens")] = None
+    estimated_tokens: Annotated[StrictInt | None, Field(alias="estimatedTokens")] = None
     model: str | None = None
 
 
@@ -120,7 +120,7 @@ class DelegatedToken(BaseModel):
     )
     access_token: Annotated[str, Field(alias="accessToken")]
     token_type: Annotated[str | None, Field(alias="tokenType")] = None
-    expires_in: Annotated[int | None, Field(alias="expiresIn")] = None
+    expires_in: Annotated[StrictInt | None, Field(alias="expiresIn")] = None
     jti: str | None = None
 
 
@@ -173,7 +173,7 @@ class Event(BaseModel):
     Any JSON.
     """
     occurred_at: Annotated[str, Field(alias="occurredAt")]
-    duration_ms: Annotated[int | None, Field(alias="durationMs")] = None
+    duration_ms: Annotated[StrictInt | None, Field(alias="durationMs")] = None
     tags: list[str] | None = None
     """
     Environment tag first, then default tags, then the event's own.
@@ -207,7 +207,7 @@ class Money(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True,
     )
-    amount: Annotated[int | float, Field(union_mode="left_to_right")]
+    amount: Annotated[StrictInt | float, Field(union_mode="left_to_right")]
     """
     A number, kept as the integer or float it was given so that 280 stays 280.
     """
@@ -222,13 +222,13 @@ class Obligations(BaseModel):
         populate_by_name=True,
     )
     max_amount: Annotated[
-        int | float | None, Field(alias="maxAmount", union_mode="left_to_right")
+        StrictInt | float | None, Field(alias="maxAmount", union_mode="left_to_right")
     ] = None
     """
     A number, kept as the integer or float it was given so that 280 stays 280.
     """
     require_approval_over: Annotated[
-        int | float | None, Field(alias="requireApprovalOver", union_mode="left_to_right")
+        StrictInt | float | None, Field(alias="requireApprovalOver", union_mode="left_to_right")
     ] = None
     """
     A number, kept as the integer or float it was given so that 280 stays 280.
@@ -284,7 +284,7 @@ class TokenResponse(BaseModel):
     )
     access_token: str
     token_type: str | None = "Bearer"
-    expires_in: int | None = 900
+    expires_in: StrictInt | None = 900
     """
     Seconds until the token expires.
     """
@@ -370,5 +370,5 @@ class Usage(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True,
     )
-    tokens: int | None = None
+    tokens: StrictInt | None = None
     model: str | None = None
