@@ -1,0 +1,141 @@
+"""`AsyncTracengentClient`: the asyncio shell over the same core and flows.
+
+Telemetry goes through the same background dispatcher as the sync client (recording is a deque
+append, so the loop never waits); governance calls use `httpx.AsyncClient`, and a token refresh
+runs in a worker thread, so nothing blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from ._auth import AgentTokenProvider
+from ._authorization import (
+    AuthDecision,
+    AuthObligations,
+    approval_flow,
+    authorize_flow,
+    ensure_flow,
+)
+from ._core import ClientCore
+from ._events import AgentEvent
+from ._flow import Flow, run_async
+from ._options import TracengentOptions
+from ._trace import AsyncAgentTrace, current_trace
+
+T = TypeVar("T")
+_DEFAULT_CLOSE_TIMEOUT_S = 5.0
+
+
+class AsyncTracengentClient:
+    """The asyncio twin of `TracengentClient`: the same surface, as coroutines.
+
+    `transport` is used for governance calls; when it is also a sync transport (such as
+    `httpx.MockTransport`), telemetry uses it too.
+    """
+
+    def __init__(
+        self,
+        options: TracengentOptions,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        sync_transport = transport if isinstance(transport, httpx.BaseTransport) else None
+        self._core = ClientCore(options, sync_transport)
+        self._http = httpx.AsyncClient(transport=transport, timeout=options.request_timeout_s)
+
+    @property
+    def options(self) -> TracengentOptions:
+        return self._core.options
+
+    @property
+    def token_provider(self) -> AgentTokenProvider | None:
+        return self._core.connection.tokens
+
+    @property
+    def dropped_count(self) -> int:
+        return self._core.dispatcher.dropped_count
+
+    # --- telemetry --------------------------------------------------------------------------
+
+    def record(self, event: AgentEvent) -> None:
+        """Queue an event; a deque append, safe to call on the event loop."""
+        self._core.record(event)
+
+    async def flush(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> bool:
+        return await asyncio.to_thread(self._core.dispatcher.flush, timeout)
+
+    async def close(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        await asyncio.to_thread(self._core.close, timeout)
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncTracengentClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- traces -----------------------------------------------------------------------------
+
+    def begin_trace(self, root_request: str, actor_user_id: str | None = None) -> AsyncAgentTrace:
+        return AsyncAgentTrace(self, self._core, root_request, actor_user_id)
+
+    # --- authorization ----------------------------------------------------------------------
+
+    async def _run(self, flow: Flow[T]) -> T:
+        return await run_async(flow, self._http, self._core.connection.tokens)
+
+    async def authorize(
+        self, permission: str, context: Mapping[str, Any] | None = None
+    ) -> AuthDecision:
+        trace = current_trace()
+        return await self._run(
+            authorize_flow(self._core, permission, context, trace.trace_id if trace else None)
+        )
+
+    async def ensure_authorized(
+        self, permission: str, context: Mapping[str, Any] | None = None
+    ) -> AuthObligations | None:
+        trace = current_trace()
+        return await self._run(
+            ensure_flow(self._core, permission, context, trace.trace_id if trace else None)
+        )
+
+    async def wait_for_approval(
+        self,
+        permission: str,
+        approval_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+    ) -> AuthDecision:
+        options = self._core.options
+        return await self._run(
+            approval_flow(
+                self._core,
+                approval_id,
+                options.approval_timeout_s if timeout is None else timeout,
+                options.approval_poll_interval_s if poll_interval is None else poll_interval,
+            )
+        )
+
+    async def has_permission(self, permission: str) -> bool:
+        tokens = self._core.connection.tokens
+        if tokens is None:
+            return False
+        if tokens.cached() is None:
+            try:
+                await asyncio.to_thread(tokens.get_token)
+            except Exception:  # noqa: BLE001 - no token, no permission
+                return False
+        return self._core.permissions_allow(permission)

@@ -1,0 +1,133 @@
+"""The agent's access token: fetched once, cached, refreshed before it expires.
+
+One token request at a time, however many threads ask: callers that find no valid token queue
+on a lock and the first one fetches. A 401 from the token endpoint means the credentials were
+revoked or the agent disabled, so the provider turns itself off instead of asking again; the
+dispatcher then counts what it cannot send.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import tracengent_api as api
+
+from ._flow import with_timeout
+from ._options import TracengentOptions
+from ._permissions import TokenClaims, read_claims
+
+logger = logging.getLogger("tracengent")
+
+_REFRESH_LEAD_S = 60.0
+"""Refresh this long before expiry (or at 80% of a shorter lifetime)."""
+
+
+class TokenState:
+    """What the provider knows, and when a token must be replaced; no I/O."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.refresh_at = 0.0
+        self.disabled = False
+        self.claims: TokenClaims | None = None
+
+    def valid(self, now: float) -> str | None:
+        return self.token if self.token is not None and now < self.refresh_at else None
+
+    def accept(self, answer: api.TokenResponse, now: float) -> str:
+        lifetime = float(900 if answer.expires_in is None else answer.expires_in)
+        lead = min(_REFRESH_LEAD_S, lifetime * 0.2)
+        self.token = answer.access_token
+        self.refresh_at = now + max(0.0, lifetime - lead)
+        self.claims = read_claims(answer.access_token)
+        return answer.access_token
+
+    def invalidate(self, token: str | None) -> None:
+        """Forget `token` if it is still the current one (a 401 proved it bad)."""
+        if token is None or token == self.token:
+            self.token = None
+            self.refresh_at = 0.0
+
+
+class AgentTokenProvider:
+    """Client-credentials tokens for one agent, shared by every thread of a client."""
+
+    def __init__(
+        self,
+        options: TracengentOptions,
+        http: httpx.Client,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._options = options
+        self._http = http
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = TokenState()
+
+    @property
+    def disabled(self) -> bool:
+        """True once the token endpoint refused the credentials; nothing is sent after that."""
+        return self._state.disabled
+
+    @property
+    def cached_permissions(self) -> list[str]:
+        """The permission patterns in the cached token (unverified: for coarse local checks)."""
+        claims = self._state.claims
+        return list(claims.permissions) if claims else []
+
+    @property
+    def claims(self) -> TokenClaims | None:
+        return self._state.claims
+
+    def cached(self) -> str | None:
+        """The cached token if it is still good, without any I/O."""
+        return self._state.valid(self._clock())
+
+    def get_token(self) -> str | None:
+        """A valid token, fetching one if needed; None once the credentials were refused.
+
+        Raises `httpx.HTTPError` or `tracengent_api.ApiError` when the token endpoint cannot be
+        reached or answers with anything but a token or a 401.
+        """
+        state = self._state
+        token = state.valid(self._clock())
+        if token is not None or state.disabled:
+            return token
+        with self._lock:
+            token = state.valid(self._clock())
+            if token is not None or state.disabled:
+                return token
+            return self._fetch()
+
+    def invalidate(self, token: str | None = None) -> None:
+        """Drop `token` (default: whatever is cached) so the next caller fetches a new one."""
+        with self._lock:
+            self._state.invalidate(token)
+
+    def _fetch(self) -> str | None:
+        options = self._options
+        request = api.build_oauth_token(
+            api.TokenRequest(
+                grant_type=api.GrantType.CLIENT_CREDENTIALS,
+                client_id=options.client_id or "",
+                client_secret=options.client_secret or "",
+            ),
+            base_url=options.base_url,
+        )
+        response = self._http.send(with_timeout(request, options.request_timeout_s))
+        try:
+            answer = api.parse_oauth_token(response)
+        except api.AuthenticationError:
+            self._state.disabled = True
+            logger.warning(
+                "Tracengent: the token endpoint refused client_id %r (revoked or agent disabled); "
+                "telemetry is off for this client and governance calls are denied.",
+                options.client_id,
+            )
+            return None
+        return self._state.accept(answer, self._clock())

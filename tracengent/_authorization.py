@@ -1,0 +1,248 @@
+"""Authorization: decisions, obligations, and the flows that ask for them.
+
+Governance fails closed: a platform that cannot be reached, times out, answers non-2xx or
+answers something unreadable yields a deny whose reason names the cause; nothing here raises
+into the agent except `NotAuthorizedException` from `ensure_authorized`, which is the point.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import tracengent_api as api
+from pydantic import ValidationError
+
+from ._events import Number
+from ._flow import Flow, Sleep, TokenUnavailable, authed
+
+if TYPE_CHECKING:
+    from ._core import ClientCore
+
+
+@dataclass
+class AuthObligations:
+    """Constraints the platform attaches to an allow decision."""
+
+    max_amount: Number | None = None
+    require_approval_over: Number | None = None
+    redact_fields: list[str] | None = None
+    #: Currency `max_amount` and `require_approval_over` are expressed in (e.g. "EUR").
+    currency: str | None = None
+
+
+@dataclass
+class AuthDecision:
+    """The result of `POST /v1/authorize`, or a local deny when no decision could be had."""
+
+    allowed: bool = False
+    reason: str = ""
+    obligations: AuthObligations | None = None
+    decision_id: str = ""
+    #: "allowed", "denied" or "pending_approval" (a status this SDK does not know stays a string).
+    status: str = "denied"
+    approval_id: str | None = None
+    #: Under delegated authority: the root principal and the delegation chain, root first.
+    acting_for: str | None = None
+    chain: list[str] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "pending_approval"
+
+    @classmethod
+    def deny(cls, reason: str, approval_id: str | None = None) -> AuthDecision:
+        """A deny decided by the SDK itself (fail closed)."""
+        return cls(allowed=False, status="denied", reason=reason, approval_id=approval_id)
+
+    @classmethod
+    def from_wire(cls, data: api.AuthorizeResponse | Mapping[str, Any]) -> AuthDecision:
+        answer = (
+            data
+            if isinstance(data, api.AuthorizeResponse)
+            else api.AuthorizeResponse.model_validate(data)
+        )
+        wire = answer.obligations
+        status = _text(answer.status)
+        return cls(
+            # an "allowed" flag next to any other status is not an allow
+            allowed=answer.allowed and status == "allowed",
+            reason=answer.reason or "",
+            decision_id=answer.decision_id or "",
+            status=status,
+            approval_id=answer.approval_id,
+            acting_for=answer.acting_for,
+            chain=list(answer.chain) if answer.chain is not None else None,
+            obligations=None
+            if wire is None
+            else AuthObligations(
+                max_amount=wire.max_amount,
+                require_approval_over=wire.require_approval_over,
+                redact_fields=list(wire.redact_fields) if wire.redact_fields is not None else None,
+                currency=wire.currency,
+            ),
+        )
+
+
+class NotAuthorizedException(Exception):
+    """Raised by `ensure_authorized` when an action is not permitted."""
+
+    def __init__(self, permission: str, reason: str) -> None:
+        super().__init__(f"Not authorized for '{permission}': {reason}")
+        self.permission = permission
+        self.reason = reason
+
+
+def _text(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def enforce_obligations(decision: AuthDecision, context: Mapping[str, Any] | None) -> AuthDecision:
+    """An allow whose own maxAmount the context's amount (same currency) exceeds is a deny."""
+    obligations = decision.obligations
+    if not decision.allowed or obligations is None or obligations.max_amount is None or not context:
+        return decision
+    amount, currency = context.get("amount"), context.get("currency")
+    if not isinstance(amount, int | float) or isinstance(amount, bool):
+        return decision
+    if obligations.currency and currency and str(currency).upper() != obligations.currency.upper():
+        return decision  # the platform converted; a foreign-currency amount is not comparable here
+    if amount > obligations.max_amount:
+        unit = f" {obligations.currency}" if obligations.currency else ""
+        return AuthDecision(
+            allowed=False,
+            status="denied",
+            reason=f"amount {amount}{unit} exceeds the decision's maxAmount {obligations.max_amount}{unit}",
+            decision_id=decision.decision_id,
+            obligations=obligations,
+            acting_for=decision.acting_for,
+            chain=decision.chain,
+        )
+    return decision
+
+
+def _request_build(
+    core: ClientCore, bearer: str | None, make: Callable[[str | None, str | None], httpx.Request]
+) -> tuple[Callable[[str | None], httpx.Request], bool]:
+    """How to build a governance request: a delegated bearer, the agent's token or its ingest key."""
+    if bearer is not None:
+        return (lambda _token: make(bearer, None)), False
+    if core.connection.tokens is not None:
+        return (lambda token: make(token, None)), True
+    return (lambda _token: make(None, core.options.ingest_key)), False
+
+
+def _failure(what: str, error: Exception) -> str:
+    if isinstance(error, api.ApiError):
+        return f"{what} failed: {error}"
+    if isinstance(error, TokenUnavailable):
+        return f"{what} failed: no access token ({error})"
+    if isinstance(error, httpx.TimeoutException):
+        return f"{what} failed: the platform did not answer in time ({type(error).__name__})"
+    return f"{what} failed: the platform is unreachable ({type(error).__name__}: {error})"
+
+
+def authorize_flow(
+    core: ClientCore,
+    permission: str,
+    context: Mapping[str, Any] | None,
+    trace_id: str | None,
+    bearer: str | None = None,
+) -> Flow[AuthDecision]:
+    try:
+        body = api.encode_authorize(
+            api.AuthorizeRequest(
+                permission=permission,
+                context=None if context is None else api.AuthorizeContext.model_validate(context),
+                trace_id=trace_id,
+            )
+        )
+    except (ValidationError, ValueError, TypeError) as error:
+        return AuthDecision.deny(f"authorize not sent: the context is not valid ({error})")
+    base_url = core.options.base_url
+    build, uses_token = _request_build(
+        core,
+        bearer,
+        lambda token, key: api.build_authorize(
+            body, base_url=base_url, bearer_token=token, ingest_key=key
+        ),
+    )
+    try:
+        response = yield from authed(build, core.options.authorize_timeout_s, uses_token)
+        return AuthDecision.from_wire(api.parse_authorize(response))
+    except Exception as error:  # noqa: BLE001 - every failure is a deny that says why
+        return AuthDecision.deny(_failure("authorize", error))
+
+
+def approval_flow(
+    core: ClientCore,
+    approval_id: str,
+    timeout: float,
+    poll_interval: float,
+    bearer: str | None = None,
+) -> Flow[AuthDecision]:
+    """Poll a pending approval until a person decides, it expires, or `timeout` runs out."""
+    base_url = core.options.base_url
+    build, uses_token = _request_build(
+        core,
+        bearer,
+        lambda token, key: api.build_get_approval(
+            approval_id, base_url=base_url, bearer_token=token, ingest_key=key
+        ),
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = yield from authed(
+                build, min(core.options.authorize_timeout_s, timeout), uses_token
+            )
+            status = _text(api.parse_get_approval(response).status)
+        except Exception:  # noqa: BLE001 - a failed poll is retried until the deadline
+            status = "unknown"
+        if status == "approved":
+            return AuthDecision(
+                allowed=True, status="allowed", reason="approved", approval_id=approval_id
+            )
+        if status == "denied":
+            return AuthDecision.deny(
+                f"approval {approval_id} was denied by a reviewer", approval_id
+            )
+        if status == "expired":
+            return AuthDecision.deny(
+                f"approval {approval_id} timed out: it expired before anyone decided", approval_id
+            )
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return AuthDecision.deny(
+                f"approval {approval_id} timed out: no decision within {timeout:g}s", approval_id
+            )
+        yield Sleep(min(poll_interval, left))
+
+
+def ensure_flow(
+    core: ClientCore,
+    permission: str,
+    context: Mapping[str, Any] | None,
+    trace_id: str | None,
+    bearer: str | None = None,
+) -> Flow[AuthObligations | None]:
+    decision = yield from authorize_flow(core, permission, context, trace_id, bearer)
+    if decision.pending and decision.approval_id is not None:
+        options = core.options
+        approved = yield from approval_flow(
+            core,
+            decision.approval_id,
+            options.approval_timeout_s,
+            options.approval_poll_interval_s,
+            bearer,
+        )
+        if approved.allowed:  # the approval lifts the hold; the decision's obligations still bind
+            approved.obligations, approved.decision_id = decision.obligations, decision.decision_id
+        decision = approved
+    decision = enforce_obligations(decision, context)
+    if not decision.allowed:
+        raise NotAuthorizedException(permission, decision.reason or decision.status)
+    return decision.obligations

@@ -1,0 +1,136 @@
+"""`TracengentClient`: the synchronous shell. It moves bytes and sleeps; flows decide."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from ._auth import AgentTokenProvider
+from ._authorization import (
+    AuthDecision,
+    AuthObligations,
+    approval_flow,
+    authorize_flow,
+    ensure_flow,
+)
+from ._core import ClientCore
+from ._events import AgentEvent
+from ._flow import Flow, run_sync
+from ._options import TracengentOptions
+from ._trace import AgentTrace, current_trace
+
+T = TypeVar("T")
+_DEFAULT_CLOSE_TIMEOUT_S = 5.0
+
+
+class TracengentClient:
+    """One agent's connection to Tracengent: telemetry, decision traces and authorization.
+
+    `transport` replaces the HTTP transport (for tests, proxies or an in-process platform).
+    Construct it once per agent and close it (or use it as a context manager) at the end.
+    """
+
+    def __init__(
+        self, options: TracengentOptions, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._core = ClientCore(options, transport)
+
+    @property
+    def options(self) -> TracengentOptions:
+        return self._core.options
+
+    @property
+    def token_provider(self) -> AgentTokenProvider | None:
+        """The client-credentials token provider; None in ingest-key mode."""
+        return self._core.connection.tokens
+
+    @property
+    def dropped_count(self) -> int:
+        """Events that will never be delivered (queue full, rejected, undeliverable, after close…)."""
+        return self._core.dispatcher.dropped_count
+
+    # --- telemetry --------------------------------------------------------------------------
+
+    def record(self, event: AgentEvent) -> None:
+        """Queue an event for delivery; fills agent id, event id, timestamp and tags. Never blocks."""
+        self._core.record(event)
+
+    def flush(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> bool:
+        """Wait until what was recorded so far is delivered or dropped; False on timeout."""
+        return self._core.dispatcher.flush(timeout)
+
+    def close(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        """Deliver what is queued within `timeout`, count the rest as dropped, release resources."""
+        self._core.close(timeout)
+
+    def __enter__(self) -> TracengentClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- traces -----------------------------------------------------------------------------
+
+    def begin_trace(self, root_request: str, actor_user_id: str | None = None) -> AgentTrace:
+        """Open a decision trace; it is the ambient `current_trace()` until closed."""
+        return AgentTrace(self, self._core, root_request, actor_user_id)
+
+    # --- authorization ----------------------------------------------------------------------
+
+    def _run(self, flow: Flow[T]) -> T:
+        connection = self._core.connection
+        return run_sync(flow, connection.http.send, connection.tokens)
+
+    def authorize(self, permission: str, context: Mapping[str, Any] | None = None) -> AuthDecision:
+        """Ask whether the agent may do `permission` now; a failure to ask is a deny saying why."""
+        trace = current_trace()
+        return self._run(
+            authorize_flow(self._core, permission, context, trace.trace_id if trace else None)
+        )
+
+    def ensure_authorized(
+        self, permission: str, context: Mapping[str, Any] | None = None
+    ) -> AuthObligations | None:
+        """Authorize, wait out a pending approval, and raise `NotAuthorizedException` unless allowed."""
+        trace = current_trace()
+        return self._run(
+            ensure_flow(self._core, permission, context, trace.trace_id if trace else None)
+        )
+
+    def wait_for_approval(
+        self,
+        permission: str,
+        approval_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+    ) -> AuthDecision:
+        """Poll a pending approval: approved → allow; denied, expired or timed out → deny."""
+        options = self._core.options
+        return self._run(
+            approval_flow(
+                self._core,
+                approval_id,
+                options.approval_timeout_s if timeout is None else timeout,
+                options.approval_poll_interval_s if poll_interval is None else poll_interval,
+            )
+        )
+
+    def has_permission(self, permission: str) -> bool:
+        """Whether the agent's token grants `permission`: local, no round trip once cached."""
+        tokens = self._core.connection.tokens
+        if tokens is None:
+            return False
+        try:
+            tokens.get_token()
+        except Exception:  # noqa: BLE001 - no token, no permission
+            return False
+        return self._core.permissions_allow(permission)

@@ -1,0 +1,47 @@
+"""What the sync and the async client share: options, connection, dispatcher, event defaults.
+
+The two clients are thin shells around one `ClientCore`; everything here is either pure or
+non-blocking, so it is safe to call from a thread or from the event loop.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from ._dispatch import Connection, EventDispatcher
+from ._events import AgentEvent, new_id, utc_now_iso
+from ._logs import RateLimitedLog
+from ._options import TracengentOptions
+from ._permissions import any_permission_matches
+
+
+class ClientCore:
+    def __init__(self, options: TracengentOptions, transport: httpx.BaseTransport | None) -> None:
+        self.options = options.validate()
+        self.connection = Connection(options, transport)
+        self.dispatcher = EventDispatcher(options, self.connection)
+        self._log = RateLimitedLog()
+
+    def record(self, event: AgentEvent) -> None:
+        """Fill the caller-side defaults and enqueue; never blocks, never raises."""
+        try:
+            if event.event_id is None:
+                event.event_id = new_id("evt")
+            if event.agent_id is None:
+                event.agent_id = self.options.agent_id
+            if event.occurred_at is None:
+                event.occurred_at = utc_now_iso()
+            self.dispatcher.enqueue(event)
+        except Exception:  # noqa: BLE001 - not an AgentEvent, or a setter that raises
+            self.dispatcher.stats.drop("unencodable")
+            self._log.warning(
+                "bad_event", "record() was given %r, not an AgentEvent; dropped", type(event)
+            )
+
+    def permissions_allow(self, permission: str) -> bool:
+        tokens = self.connection.tokens
+        return tokens is not None and any_permission_matches(tokens.cached_permissions, permission)
+
+    def close(self, timeout: float) -> None:
+        self.dispatcher.close(timeout)
+        self.connection.close()

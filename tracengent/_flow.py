@@ -1,0 +1,130 @@
+"""Flows: platform conversations written once, run by a sync or an async driver.
+
+A flow is a generator that yields what it needs done (`Send` a request, `Sleep`, `GetToken`)
+and receives the result; it returns its outcome. Every decision (what to send, what an answer
+means, when to retry or give up) lives in the flow, so the sync and the async client only move
+bytes and sleep: a fix to a flow is a fix for both.
+
+A transport error raised by `Send` is thrown into the flow at its `yield`, so the flow decides
+what failure means (a deny, a drop, a retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+if TYPE_CHECKING:
+    from ._auth import AgentTokenProvider
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    request: httpx.Request
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class GetToken:
+    """The current bearer token; with `stale`, a fresh one unless someone already replaced it."""
+
+    stale: str | None = None
+
+
+Step = Send | Sleep | GetToken
+Flow = Generator[Step, Any, T]
+
+
+class TokenUnavailable(Exception):
+    """No bearer token could be had (token endpoint unreachable or credentials refused)."""
+
+
+def with_timeout(request: httpx.Request, seconds: float) -> httpx.Request:
+    """httpx only applies timeouts it finds on the request; a bare `httpx.Request` has none."""
+    request.extensions["timeout"] = httpx.Timeout(seconds).as_dict()
+    return request
+
+
+def authed(
+    build: Callable[[str | None], httpx.Request], timeout: float, uses_token: bool
+) -> Flow[httpx.Response]:
+    """Send `build(token)`; on a 401 get a fresh token and resend once (API.md)."""
+    token = (yield GetToken()) if uses_token else None
+    response: httpx.Response = yield Send(build(token), timeout)
+    if response.status_code == 401 and uses_token:
+        token = yield GetToken(stale=token)
+        response = yield Send(build(token), timeout)
+    return response
+
+
+def run_sync(
+    flow: Flow[T],
+    send: Callable[[httpx.Request], httpx.Response],
+    tokens: AgentTokenProvider | None,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> T:
+    """Drive `flow` with blocking I/O (`send` is usually `httpx.Client.send`)."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = flow.throw(error) if error is not None else flow.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            if isinstance(step, Send):
+                value = send(with_timeout(step.request, step.timeout))
+            elif isinstance(step, Sleep):
+                sleep(step.seconds)
+            else:
+                value = _token_sync(tokens, step)
+        except Exception as exc:  # noqa: BLE001 - the flow decides what a failure means
+            error = exc
+
+
+async def run_async(flow: Flow[T], http: httpx.AsyncClient, tokens: AgentTokenProvider | None) -> T:
+    """Drive `flow` without blocking the event loop (token refreshes run in a worker thread)."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = flow.throw(error) if error is not None else flow.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            if isinstance(step, Send):
+                value = await http.send(with_timeout(step.request, step.timeout))
+                await value.aread()
+            elif isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+            elif tokens is not None and step.stale is None and (cached := tokens.cached()):
+                value = cached
+            else:
+                value = await asyncio.to_thread(_token_sync, tokens, step)
+        except Exception as exc:  # noqa: BLE001 - the flow decides what a failure means
+            error = exc
+
+
+def _token_sync(tokens: AgentTokenProvider | None, step: GetToken) -> str:
+    if tokens is None:
+        raise TokenUnavailable("no client credentials configured")
+    if step.stale is not None:
+        tokens.invalidate(step.stale)
+    token = tokens.get_token()
+    if token is None:
+        raise TokenUnavailable("the token endpoint refused the client credentials (401)")
+    return token

@@ -1,0 +1,332 @@
+"""Decision traces: one timeline of an agent's steps, tool calls, LLM calls and actions.
+
+While open, a trace is the ambient `current_trace()`: a context variable, so it follows `await`,
+asyncio tasks created inside it and `contextvars.copy_context().run`, and the tracked and governed
+HTTP clients attach their events and requests to it without being told. Leaving a trace never
+waits on the network: its Close op goes through the dispatcher's queue after its own events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._encode import trace_close_object
+from ._events import (
+    Actor,
+    AgentEvent,
+    EventStatuses,
+    EventTypes,
+    LlmCallResult,
+    Money,
+    Usage,
+    new_id,
+    utc_now_iso,
+)
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncTracengentClient
+    from ._client import TracengentClient
+    from ._core import ClientCore
+
+T = TypeVar("T")
+_FAILED = frozenset({EventStatuses.FAILURE, "failed"})
+
+_current: contextvars.ContextVar[_TraceBase | None] = contextvars.ContextVar(
+    "tracengent_current_trace", default=None
+)
+
+
+def current_trace() -> _TraceBase | None:
+    """The trace open in the current context, if any.
+
+    A trace closed from another thread or context cannot unset itself there, so a closed trace
+    is simply never current.
+    """
+    trace = _current.get()
+    return None if trace is None or trace._closed else trace
+
+
+class _TraceBase:
+    """Event building and lifecycle shared by the sync and the async trace."""
+
+    def __init__(self, core: ClientCore, root_request: str, actor_user_id: str | None) -> None:
+        self._core = core
+        self.trace_id = new_id("trc")
+        self.root_request = root_request
+        self._actor = Actor(actor_user_id) if actor_user_id is not None else None
+        self._root_pending = True
+        self._last_event_id: str | None = None
+        self._status: str = EventStatuses.SUCCESS
+        self._summary: str | None = None
+        self._closed = False
+        self._context_token = _current.set(self)
+
+    # --- recording ------------------------------------------------------------------------
+
+    def step(self, reasoning: str, attributes: Any = None) -> None:
+        """Record a reasoning step (a `decision` event)."""
+        self._emit(AgentEvent(type=EventTypes.DECISION, name=reasoning, attributes=attributes))
+
+    def record(self, event: AgentEvent) -> None:
+        """Record a free-form event in this trace."""
+        self._emit(event)
+
+    def _emit(self, event: AgentEvent) -> None:
+        try:
+            event.trace_id = self.trace_id
+            if event.parent_event_id is None:
+                event.parent_event_id = self._last_event_id
+            if event.actor is None:
+                event.actor = self._actor
+            if self._root_pending:
+                self._root_pending = False
+                if event.root_request is None:
+                    event.root_request = self.root_request
+            if event.event_id is None:
+                event.event_id = new_id("evt")
+            self._last_event_id = event.event_id
+        except Exception:  # noqa: BLE001 - let record() count what is not an event
+            pass
+        self._core.record(event)
+
+    def _finish(
+        self,
+        kind: str,
+        name: str,
+        started: float,
+        input: Any,
+        output: Any,
+        error: BaseException | None,
+        cost: Money | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        if error is not None:
+            self._status = EventStatuses.FAILURE
+            output = {"error": str(error)}
+        self._emit(
+            AgentEvent(
+                type=kind,
+                name=name,
+                status=EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
+                input=input,
+                output=output,
+                cost=cost,
+                usage=usage,
+                duration_ms=int((time.perf_counter() - started) * 1000),
+            )
+        )
+
+    def _finish_llm(self, name: str, started: float, input: Any, result: Any) -> Any:
+        if isinstance(result, LlmCallResult):
+            usage = Usage(result.tokens, result.model)
+            self._finish(
+                EventTypes.LLM_CALL, name, started, input, result.value, None, result.cost, usage
+            )
+            return result.value
+        self._finish(EventTypes.LLM_CALL, name, started, input, result, None)
+        return result
+
+    # --- completion -----------------------------------------------------------------------
+
+    def complete(self, status: str, summary: str | None = None) -> None:
+        """Set the trace's final status ("success"/"completed" or "failure"/"failed") and summary."""
+        self._status = status
+        self._summary = summary
+
+    def close(self) -> None:
+        """Send the Close op (once, in the background). Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        self._leave_context()
+        with contextlib.suppress(Exception):  # closing a trace never raises into the agent
+            self._core.dispatcher.enqueue_trace_close(
+                trace_close_object(
+                    trace_id=self.trace_id,
+                    agent_id=self._core.options.agent_id,
+                    root_request=self.root_request,
+                    failed=self._status in _FAILED,
+                    occurred_at=utc_now_iso(),
+                    summary=self._summary,
+                )
+            )
+
+    def _leave_context(self) -> None:
+        if _current.get() is not self:
+            return
+        try:
+            _current.reset(self._context_token)
+        except ValueError:  # closed from another context than the one that opened it
+            _current.set(self._context_token.old_value or None)
+
+    def _exit(self, failed: bool) -> None:
+        if failed and self._status not in _FAILED:
+            self._status = EventStatuses.FAILURE
+        self.close()
+
+
+class AgentTrace(_TraceBase):
+    """A decision trace of the sync client; use it as a context manager."""
+
+    def __init__(
+        self,
+        client: TracengentClient,
+        core: ClientCore,
+        root_request: str,
+        actor_user_id: str | None,
+    ) -> None:
+        super().__init__(core, root_request, actor_user_id)
+        self._client = client
+
+    def __enter__(self) -> AgentTrace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit(exc_type is not None)
+
+    def track_tool_call(self, name: str, call: Callable[[], T], input: Any = None) -> T:
+        """Run a tool call, timed, recorded as a `tool_call` event; re-raises its failure."""
+        return self._track(EventTypes.TOOL_CALL, name, call, input, None)
+
+    def track_action(
+        self, name: str, action: Callable[[], T], input: Any = None, cost: Money | None = None
+    ) -> T:
+        """Run a side-effecting action (often with a cost), timed and recorded."""
+        return self._track(EventTypes.ACTION, name, action, input, cost)
+
+    def track_llm_call(
+        self,
+        name: str,
+        call: Callable[[], LlmCallResult[T]],
+        estimated_tokens: int | None = None,
+        input: Any = None,
+    ) -> T:
+        """Run an LLM call under token governance.
+
+        With `estimated_tokens`, `llm:call` is authorized first so the platform reserves that budget;
+        a denied reservation raises `NotAuthorizedException` and the model is never called. The
+        recorded event's usage reconciles the reservation.
+        """
+        if estimated_tokens is not None and estimated_tokens > 0:
+            self._client.ensure_authorized("llm:call", {"estimatedTokens": estimated_tokens})
+        started = time.perf_counter()
+        try:
+            result = call()
+        except Exception as error:
+            self._finish(EventTypes.LLM_CALL, name, started, input, None, error)
+            raise
+        return self._finish_llm(name, started, input, result)  # type: ignore[no-any-return]
+
+    def _track(
+        self, kind: str, name: str, work: Callable[[], T], input: Any, cost: Money | None
+    ) -> T:
+        started = time.perf_counter()
+        try:
+            result = work()
+        except Exception as error:
+            self._finish(kind, name, started, input, None, error, cost)
+            raise
+        self._finish(kind, name, started, input, result, None, cost)
+        return result
+
+
+class AsyncAgentTrace(_TraceBase):
+    """A decision trace of the async client; `async with`, and `await` its `track_*` methods."""
+
+    def __init__(
+        self,
+        client: AsyncTracengentClient,
+        core: ClientCore,
+        root_request: str,
+        actor_user_id: str | None,
+    ) -> None:
+        super().__init__(core, root_request, actor_user_id)
+        self._client = client
+
+    async def __aenter__(self) -> AsyncAgentTrace:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit(exc_type is not None)
+
+    def __enter__(self) -> AsyncAgentTrace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit(exc_type is not None)
+
+    async def track_tool_call(
+        self, name: str, call: Callable[[], T | Awaitable[T]], input: Any = None
+    ) -> T:
+        """Run a tool call (sync, or returning an awaitable), timed and recorded."""
+        return await self._track(EventTypes.TOOL_CALL, name, call, input, None)
+
+    async def track_action(
+        self,
+        name: str,
+        action: Callable[[], T | Awaitable[T]],
+        input: Any = None,
+        cost: Money | None = None,
+    ) -> T:
+        return await self._track(EventTypes.ACTION, name, action, input, cost)
+
+    async def track_llm_call(
+        self,
+        name: str,
+        call: Callable[[], LlmCallResult[T] | Awaitable[LlmCallResult[T]]],
+        estimated_tokens: int | None = None,
+        input: Any = None,
+    ) -> T:
+        if estimated_tokens is not None and estimated_tokens > 0:
+            await self._client.ensure_authorized("llm:call", {"estimatedTokens": estimated_tokens})
+        started = time.perf_counter()
+        try:
+            result = await _resolve(call())
+        except Exception as error:
+            self._finish(EventTypes.LLM_CALL, name, started, input, None, error)
+            raise
+        return self._finish_llm(name, started, input, result)  # type: ignore[no-any-return]
+
+    async def _track(
+        self,
+        kind: str,
+        name: str,
+        work: Callable[[], T | Awaitable[T]],
+        input: Any,
+        cost: Money | None,
+    ) -> T:
+        started = time.perf_counter()
+        try:
+            result = await _resolve(work())
+        except Exception as error:
+            self._finish(kind, name, started, input, None, error, cost)
+            raise
+        self._finish(kind, name, started, input, result, None, cost)
+        return result
+
+
+async def _resolve(value: T | Awaitable[T]) -> T:
+    if inspect.isawaitable(value):
+        return await value
+    return value
