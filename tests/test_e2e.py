@@ -202,3 +202,41 @@ def test_a_script_that_never_closes_still_delivers_at_exit(platform: PlatformSer
     )
     assert done.returncode == 0, done.stderr
     assert sorted(e["name"] for e in platform.events) == [f"parent-{i}" for i in range(5)]
+
+
+async def test_the_async_client_never_blocks_the_event_loop(platform: PlatformServer) -> None:
+    """A ticker keeps ticking while every kind of call waits on a slow platform."""
+    platform.delay = 0.6
+    platform.auto_resolve_approvals("approved", after_polls=2)
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    client = AsyncTracengentClient(options(platform))
+    await client.authorize("flights:book")  # first call: the token fetch runs off the loop
+    await client.ensure_authorized("payments:refund", {"amount": 400})  # pending, then polled
+    for i in range(50):
+        client.record(AgentEvent(name=str(i)))
+    assert await client.flush(10)
+    await client.close()
+    stop.set()
+    await ticking
+    assert len(platform.events) == 50
+    assert max(gaps) < 0.45, max(gaps)  # any sync wait on the 0.6 s platform would show here
+
+
+def test_bad_options_fail_at_construction() -> None:
+    from tracengent import TracengentConfigError
+
+    with pytest.raises(TracengentConfigError, match="agent_id"):
+        TracengentClient(TracengentOptions(ingest_key="agk_demo"))
+    with pytest.raises(TracengentConfigError, match="base_url"):
+        AsyncTracengentClient(TracengentOptions(agent_id="a", ingest_key="k", base_url="ftp://x"))
