@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ._auth import AgentTokenProvider
 from ._authorization import (
     AuthDecision,
     AuthObligations,
@@ -22,17 +21,16 @@ from ._authorization import (
     authorize_flow,
     ensure_flow,
 )
-from ._core import ClientCore
-from ._events import AgentEvent
+from ._core import ClientCore, ClientSurface
 from ._flow import Flow, run_async
 from ._options import TracengentOptions
-from ._trace import AsyncAgentTrace, current_trace
+from ._trace import AsyncAgentTrace
 
 T = TypeVar("T")
 _DEFAULT_CLOSE_TIMEOUT_S = 5.0
 
 
-class AsyncTracengentClient:
+class AsyncTracengentClient(ClientSurface):
     """The asyncio twin of `TracengentClient`: the same surface, as coroutines.
 
     `transport` is used for governance calls; when it is also a sync transport (such as
@@ -48,24 +46,6 @@ class AsyncTracengentClient:
         sync_transport = transport if isinstance(transport, httpx.BaseTransport) else None
         self._core = ClientCore(options, sync_transport)
         self._http = httpx.AsyncClient(transport=transport, timeout=options.request_timeout_s)
-
-    @property
-    def options(self) -> TracengentOptions:
-        return self._core.options
-
-    @property
-    def token_provider(self) -> AgentTokenProvider | None:
-        return self._core.connection.tokens
-
-    @property
-    def dropped_count(self) -> int:
-        return self._core.dispatcher.dropped_count
-
-    # --- telemetry --------------------------------------------------------------------------
-
-    def record(self, event: AgentEvent) -> None:
-        """Queue an event; a deque append, safe to call on the event loop."""
-        self._core.record(event)
 
     async def flush(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> bool:
         return await asyncio.to_thread(self._core.dispatcher.flush, timeout)
@@ -98,18 +78,12 @@ class AsyncTracengentClient:
     async def authorize(
         self, permission: str, context: Mapping[str, Any] | None = None
     ) -> AuthDecision:
-        trace = current_trace()
-        return await self._run(
-            authorize_flow(self._core, permission, context, trace.trace_id if trace else None)
-        )
+        return await self._run(authorize_flow(self._core, permission, context))
 
     async def ensure_authorized(
         self, permission: str, context: Mapping[str, Any] | None = None
     ) -> AuthObligations | None:
-        trace = current_trace()
-        return await self._run(
-            ensure_flow(self._core, permission, context, trace.trace_id if trace else None)
-        )
+        return await self._run(ensure_flow(self._core, permission, context))
 
     async def wait_for_approval(
         self,
@@ -119,15 +93,7 @@ class AsyncTracengentClient:
         timeout: float | None = None,
         poll_interval: float | None = None,
     ) -> AuthDecision:
-        options = self._core.options
-        return await self._run(
-            approval_flow(
-                self._core,
-                approval_id,
-                options.approval_timeout_s if timeout is None else timeout,
-                options.approval_poll_interval_s if poll_interval is None else poll_interval,
-            )
-        )
+        return await self._run(approval_flow(self._core, approval_id, timeout, poll_interval))
 
     async def has_permission(self, permission: str) -> bool:
         tokens = self._core.connection.tokens

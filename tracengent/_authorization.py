@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from ._events import Number
 from ._flow import Flow, Sleep, TokenUnavailable, authed
+from ._trace import current_trace
 
 if TYPE_CHECKING:
     from ._core import ClientCore
@@ -149,9 +150,11 @@ def authorize_flow(
     core: ClientCore,
     permission: str,
     context: Mapping[str, Any] | None,
-    trace_id: str | None,
     bearer: str | None = None,
 ) -> Flow[AuthDecision]:
+    """Ask once; the ambient trace's id goes along so the decision is stored with its trace."""
+    trace = current_trace()
+    trace_id = trace.trace_id if trace is not None else None
     try:
         body = api.encode_authorize(
             api.AuthorizeRequest(
@@ -180,12 +183,15 @@ def authorize_flow(
 def approval_flow(
     core: ClientCore,
     approval_id: str,
-    timeout: float,
-    poll_interval: float,
+    timeout: float | None = None,
+    poll_interval: float | None = None,
     bearer: str | None = None,
 ) -> Flow[AuthDecision]:
     """Poll a pending approval until a person decides, it expires, or `timeout` runs out."""
-    base_url = core.options.base_url
+    options = core.options
+    timeout = options.approval_timeout_s if timeout is None else timeout
+    poll_interval = options.approval_poll_interval_s if poll_interval is None else poll_interval
+    base_url = options.base_url
     build, uses_token = _request_build(
         core,
         bearer,
@@ -226,19 +232,12 @@ def ensure_flow(
     core: ClientCore,
     permission: str,
     context: Mapping[str, Any] | None,
-    trace_id: str | None,
     bearer: str | None = None,
 ) -> Flow[AuthObligations | None]:
-    decision = yield from authorize_flow(core, permission, context, trace_id, bearer)
+    """Authorize, wait out a pending approval, enforce obligations; raise unless allowed."""
+    decision = yield from authorize_flow(core, permission, context, bearer)
     if decision.pending and decision.approval_id is not None:
-        options = core.options
-        approved = yield from approval_flow(
-            core,
-            decision.approval_id,
-            options.approval_timeout_s,
-            options.approval_poll_interval_s,
-            bearer,
-        )
+        approved = yield from approval_flow(core, decision.approval_id, bearer=bearer)
         if approved.allowed:  # the approval lifts the hold; the decision's obligations still bind
             approved.obligations, approved.decision_id = decision.obligations, decision.decision_id
         decision = approved

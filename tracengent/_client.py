@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ._auth import AgentTokenProvider
 from ._authorization import (
     AuthDecision,
     AuthObligations,
@@ -16,17 +15,16 @@ from ._authorization import (
     authorize_flow,
     ensure_flow,
 )
-from ._core import ClientCore
-from ._events import AgentEvent
+from ._core import ClientCore, ClientSurface
 from ._flow import Flow, run_sync
 from ._options import TracengentOptions
-from ._trace import AgentTrace, current_trace
+from ._trace import AgentTrace
 
 T = TypeVar("T")
 _DEFAULT_CLOSE_TIMEOUT_S = 5.0
 
 
-class TracengentClient:
+class TracengentClient(ClientSurface):
     """One agent's connection to Tracengent: telemetry, decision traces and authorization.
 
     `transport` replaces the HTTP transport (for tests, proxies or an in-process platform).
@@ -37,26 +35,6 @@ class TracengentClient:
         self, options: TracengentOptions, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._core = ClientCore(options, transport)
-
-    @property
-    def options(self) -> TracengentOptions:
-        return self._core.options
-
-    @property
-    def token_provider(self) -> AgentTokenProvider | None:
-        """The client-credentials token provider; None in ingest-key mode."""
-        return self._core.connection.tokens
-
-    @property
-    def dropped_count(self) -> int:
-        """Events that will never be delivered (queue full, rejected, undeliverable, after close…)."""
-        return self._core.dispatcher.dropped_count
-
-    # --- telemetry --------------------------------------------------------------------------
-
-    def record(self, event: AgentEvent) -> None:
-        """Queue an event for delivery; fills agent id, event id, timestamp and tags. Never blocks."""
-        self._core.record(event)
 
     def flush(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> bool:
         """Wait until what was recorded so far is delivered or dropped; False on timeout."""
@@ -91,19 +69,13 @@ class TracengentClient:
 
     def authorize(self, permission: str, context: Mapping[str, Any] | None = None) -> AuthDecision:
         """Ask whether the agent may do `permission` now; a failure to ask is a deny saying why."""
-        trace = current_trace()
-        return self._run(
-            authorize_flow(self._core, permission, context, trace.trace_id if trace else None)
-        )
+        return self._run(authorize_flow(self._core, permission, context))
 
     def ensure_authorized(
         self, permission: str, context: Mapping[str, Any] | None = None
     ) -> AuthObligations | None:
         """Authorize, wait out a pending approval, and raise `NotAuthorizedException` unless allowed."""
-        trace = current_trace()
-        return self._run(
-            ensure_flow(self._core, permission, context, trace.trace_id if trace else None)
-        )
+        return self._run(ensure_flow(self._core, permission, context))
 
     def wait_for_approval(
         self,
@@ -114,15 +86,7 @@ class TracengentClient:
         poll_interval: float | None = None,
     ) -> AuthDecision:
         """Poll a pending approval: approved → allow; denied, expired or timed out → deny."""
-        options = self._core.options
-        return self._run(
-            approval_flow(
-                self._core,
-                approval_id,
-                options.approval_timeout_s if timeout is None else timeout,
-                options.approval_poll_interval_s if poll_interval is None else poll_interval,
-            )
-        )
+        return self._run(approval_flow(self._core, approval_id, timeout, poll_interval))
 
     def has_permission(self, permission: str) -> bool:
         """Whether the agent's token grants `permission`: local, no round trip once cached."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 
+from ._auth import AgentTokenProvider
 from ._dispatch import Connection, EventDispatcher
 from ._events import AgentEvent, new_id, utc_now_iso
 from ._logs import RateLimitedLog
@@ -45,3 +46,30 @@ class ClientCore:
     def close(self, timeout: float) -> None:
         self.dispatcher.close(timeout)
         self.connection.close()
+
+
+class ClientSurface:
+    """The part of the public surface that is the same, synchronous, on both clients."""
+
+    _core: ClientCore
+
+    @property
+    def options(self) -> TracengentOptions:
+        return self._core.options
+
+    @property
+    def token_provider(self) -> AgentTokenProvider | None:
+        """The client-credentials token provider; None in ingest-key mode."""
+        return self._core.connection.tokens
+
+    @property
+    def dropped_count(self) -> int:
+        """Events that will never be delivered (queue full, rejected, undeliverable, after close…)."""
+        return self._core.dispatcher.dropped_count
+
+    def record(self, event: AgentEvent) -> None:
+        """Queue an event for delivery; fills agent id, event id, timestamp and tags.
+
+        A deque append: it never blocks (also not an event loop) and never raises.
+        """
+        self._core.record(event)

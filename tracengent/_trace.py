@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._core import ClientCore
 
 T = TypeVar("T")
+_Trace = TypeVar("_Trace", bound="_TraceBase")
 _FAILED = frozenset({EventStatuses.FAILURE, "failed"})
 
 _current: contextvars.ContextVar[_TraceBase | None] = contextvars.ContextVar(
@@ -169,6 +170,17 @@ class _TraceBase:
         if failed and self._status not in _FAILED:
             self._status = EventStatuses.FAILURE
         self.close()
+
+    def __enter__(self: _Trace) -> _Trace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit(exc_type is not None)
 
 
 class AgentTrace(_TraceBase):
