@@ -8,6 +8,7 @@ from ._async_client import AsyncTracengentClient
 from ._auth import AgentTokenProvider
 from ._authorization import AuthDecision, AuthObligations, NotAuthorizedException
 from ._client import TracengentClient
+from ._delegation import AsyncDelegatedSession, DelegatedSession, DelegationException
 from ._events import (
     Actor,
     AgentEvent,
@@ -18,9 +19,22 @@ from ._events import (
     Usage,
     new_id,
 )
+from ._gateway import (
+    AsyncGatewayTransport,
+    GatewayTransport,
+    async_governed_client,
+    governed_client,
+)
 from ._options import TracengentConfigError, TracengentOptions
 from ._permissions import permission_matches
 from ._redaction import MASK_TOKEN, Redaction, apply_redactions
+from ._tool_gate import AsyncToolGate, ToolGate
+from ._tools import (
+    ToolDecision,
+    ToolDeniedException,
+    ToolGuardResult,
+    ToolPendingApprovalException,
+)
 from ._trace import AgentTrace, AsyncAgentTrace, current_trace
 from ._tracking import (
     AsyncTrackingTransport,
@@ -38,16 +52,27 @@ __all__ = [
     "AgentTokenProvider",
     "AgentTrace",
     "AsyncAgentTrace",
+    "AsyncDelegatedSession",
+    "AsyncGatewayTransport",
+    "AsyncToolGate",
     "AsyncTracengentClient",
     "AsyncTrackingTransport",
     "AuthDecision",
     "AuthObligations",
+    "DelegatedSession",
+    "DelegationException",
     "EventStatuses",
     "EventTypes",
+    "GatewayTransport",
     "LlmCallResult",
     "Money",
     "NotAuthorizedException",
     "Redaction",
+    "ToolDecision",
+    "ToolDeniedException",
+    "ToolGate",
+    "ToolGuardResult",
+    "ToolPendingApprovalException",
     "TracengentClient",
     "TracengentConfigError",
     "TracengentOptions",
@@ -55,8 +80,10 @@ __all__ = [
     "Usage",
     "__version__",
     "apply_redactions",
+    "async_governed_client",
     "async_tracked_client",
     "current_trace",
+    "governed_client",
     "new_id",
     "permission_matches",
     "tracked_client",

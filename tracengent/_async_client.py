@@ -8,6 +8,7 @@ runs in a worker thread, so nothing blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -22,8 +23,10 @@ from ._authorization import (
     ensure_flow,
 )
 from ._core import ClientCore, ClientSurface
+from ._delegation import AsyncDelegatedSession
 from ._flow import Flow, run_async
 from ._options import TracengentOptions
+from ._tool_gate import AsyncToolGate
 from ._trace import AsyncAgentTrace
 
 T = TypeVar("T")
@@ -74,6 +77,15 @@ class AsyncTracengentClient(ClientSurface):
 
     async def _run(self, flow: Flow[T]) -> T:
         return await run_async(flow, self._http, self._core.connection.tokens)
+
+    @functools.cached_property
+    def tools(self) -> AsyncToolGate:
+        """The gate for MCP tool calls and LLM function calls, as coroutines."""
+        return AsyncToolGate(self, self._core)
+
+    def begin_delegated_task(self, delegated_token: str) -> AsyncDelegatedSession:
+        """Act under a delegated token received out of band (or attenuated from a parent)."""
+        return AsyncDelegatedSession(self._core, delegated_token, self._run)
 
     async def authorize(
         self, permission: str, context: Mapping[str, Any] | None = None

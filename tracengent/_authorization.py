@@ -244,4 +244,16 @@ def ensure_flow(
     decision = enforce_obligations(decision, context)
     if not decision.allowed:
         raise NotAuthorizedException(permission, decision.reason or decision.status)
+    _bind_redactions(decision.obligations)
     return decision.obligations
+
+
+def _bind_redactions(obligations: AuthObligations | None) -> None:
+    """redactFields bind the rest of the trace: the tool gates apply them to what they forward."""
+    trace = current_trace()
+    if trace is None or obligations is None or not obligations.redact_fields:
+        return
+    known = trace._obligation_redactions
+    trace._obligation_redactions = known + tuple(
+        f for f in obligations.redact_fields if f not in known
+    )

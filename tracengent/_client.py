@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -16,8 +17,10 @@ from ._authorization import (
     ensure_flow,
 )
 from ._core import ClientCore, ClientSurface
-from ._flow import Flow, run_sync
+from ._delegation import DelegatedSession
+from ._flow import Flow
 from ._options import TracengentOptions
+from ._tool_gate import ToolGate
 from ._trace import AgentTrace
 
 T = TypeVar("T")
@@ -64,8 +67,16 @@ class TracengentClient(ClientSurface):
     # --- authorization ----------------------------------------------------------------------
 
     def _run(self, flow: Flow[T]) -> T:
-        connection = self._core.connection
-        return run_sync(flow, connection.http.send, connection.tokens)
+        return self._core.run_sync(flow)
+
+    @functools.cached_property
+    def tools(self) -> ToolGate:
+        """The gate for MCP tool calls and LLM function calls."""
+        return ToolGate(self, self._core)
+
+    def begin_delegated_task(self, delegated_token: str) -> DelegatedSession:
+        """Act under a delegated token received out of band (or attenuated from a parent)."""
+        return DelegatedSession(self._core, delegated_token)
 
     def authorize(self, permission: str, context: Mapping[str, Any] | None = None) -> AuthDecision:
         """Ask whether the agent may do `permission` now; a failure to ask is a deny saying why."""

@@ -6,14 +6,19 @@ non-blocking, so it is safe to call from a thread or from the event loop.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import httpx
 
 from ._auth import AgentTokenProvider
 from ._dispatch import Connection, EventDispatcher
 from ._events import AgentEvent, new_id, utc_now_iso
+from ._flow import Flow, run_sync
 from ._logs import RateLimitedLog
 from ._options import TracengentOptions
 from ._permissions import any_permission_matches
+
+T = TypeVar("T")
 
 
 class ClientCore:
@@ -38,6 +43,11 @@ class ClientCore:
             self._log.warning(
                 "bad_event", "record() was given %r, not an AgentEvent; dropped", type(event)
             )
+
+    def run_sync(self, flow: Flow[T]) -> T:
+        """Run a flow with blocking I/O on this client's connection."""
+        connection = self.connection
+        return run_sync(flow, connection.http.send, connection.tokens)
 
     def permissions_allow(self, permission: str) -> bool:
         tokens = self.connection.tokens

@@ -12,8 +12,9 @@ what failure means (a deny, a drop, a retry).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -128,3 +129,10 @@ def _token_sync(tokens: AgentTokenProvider | None, step: GetToken) -> str:
     if token is None:
         raise TokenUnavailable("the token endpoint refused the client credentials (401)")
     return token
+
+
+async def resolve(value: T | Awaitable[T]) -> T:
+    """`value`, awaited if it is awaitable: user callables may be sync or async."""
+    if inspect.isawaitable(value):
+        return await value
+    return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -28,6 +27,7 @@ from ._events import (
     new_id,
     utc_now_iso,
 )
+from ._flow import resolve
 
 if TYPE_CHECKING:
     from ._async_client import AsyncTracengentClient
@@ -66,6 +66,8 @@ class _TraceBase:
         self._status: str = EventStatuses.SUCCESS
         self._summary: str | None = None
         self._closed = False
+        #: redactFields of decisions taken in this trace; the tool gates apply them too
+        self._obligation_redactions: tuple[str, ...] = ()
         self._context_token = _current.set(self)
 
     # --- recording ------------------------------------------------------------------------
@@ -314,7 +316,7 @@ class AsyncAgentTrace(_TraceBase):
             await self._client.ensure_authorized("llm:call", {"estimatedTokens": estimated_tokens})
         started = time.perf_counter()
         try:
-            result = await _resolve(call())
+            result = await resolve(call())
         except Exception as error:
             self._finish(EventTypes.LLM_CALL, name, started, input, None, error)
             raise
@@ -330,15 +332,9 @@ class AsyncAgentTrace(_TraceBase):
     ) -> T:
         started = time.perf_counter()
         try:
-            result = await _resolve(work())
+            result = await resolve(work())
         except Exception as error:
             self._finish(kind, name, started, input, None, error, cost)
             raise
         self._finish(kind, name, started, input, result, None, cost)
         return result
-
-
-async def _resolve(value: T | Awaitable[T]) -> T:
-    if inspect.isawaitable(value):
-        return await value
-    return value

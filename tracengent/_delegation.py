@@ -1,0 +1,176 @@
+"""Delegated authority and agent-to-agent hops: authority handed on can only shrink.
+
+A `DelegatedSession` acts under a delegated token, sent as the bearer of its calls and never
+mixed with the agent's own credentials. Before asking the platform to attenuate, the SDK checks
+what it can locally (a delegated token, not expired, every requested permission covered, no
+larger amount) so that a widening is refused without a round trip; the platform checks again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import tracengent_api as api
+from pydantic import ValidationError
+
+from ._authorization import AuthDecision, authorize_flow
+from ._events import Number
+from ._flow import Flow, authed
+from ._jsonsafe import to_jsonable
+from ._permissions import TokenClaims, any_permission_matches, read_claims
+
+if TYPE_CHECKING:
+    from ._core import ClientCore
+
+
+class DelegationException(Exception):
+    """An attenuation (agent-to-agent hop) was refused, locally or by the platform."""
+
+
+class _SessionBase:
+    def __init__(self, core: ClientCore, delegated_token: str) -> None:
+        self._core = core
+        #: The delegated bearer token this session acts under.
+        self.token = delegated_token
+        self._claims = read_claims(delegated_token) or TokenClaims()
+        #: The grant this token was minted from.
+        self.grant_id = self._claims.grant_id
+        #: The root principal the chain acts for.
+        self.acting_for = self._claims.acting_for
+        #: The delegation chain, root first.
+        self.chain = list(self._claims.delegation_chain)
+        #: The permission patterns this token may exercise.
+        self.delegated_permissions = list(self._claims.delegated_permissions)
+
+    @property
+    def is_delegated(self) -> bool:
+        return bool(self.grant_id)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        exp = self._claims.exp
+        return None if exp is None else datetime.fromtimestamp(exp, timezone.utc)
+
+    def __repr__(self) -> str:  # never the token
+        return f"{type(self).__name__}(grant_id={self.grant_id!r}, chain={self.chain!r})"
+
+    def _authorize_flow(
+        self, permission: str, context: Mapping[str, Any] | None
+    ) -> Flow[AuthDecision]:
+        return authorize_flow(self._core, permission, context, bearer=self.token)
+
+    def _attenuate_flow(
+        self,
+        callee_agent_id: str,
+        permissions: Iterable[str],
+        max_amount: Number | None,
+        expires_in_seconds: int | None,
+        reason: str | None,
+    ) -> Flow[str]:
+        requested = list(permissions)
+        self._check_locally(requested, max_amount)
+        try:
+            body = api.encode_attenuate(
+                api.AttenuateRequest(
+                    granted_to_agent_id=callee_agent_id,
+                    permissions=requested,
+                    max_amount=None if max_amount is None else to_jsonable(max_amount),  # type: ignore[arg-type]
+                    expires_in_seconds=expires_in_seconds,
+                    reason=reason,
+                )
+            )
+        except (ValidationError, ValueError, TypeError) as error:
+            raise DelegationException(
+                f"attenuate not sent: the request is not valid ({error})"
+            ) from None
+        grant_id, token, base_url = self.grant_id or "", self.token, self._core.options.base_url
+        try:
+            response = yield from authed(
+                lambda _t: api.build_attenuate(
+                    grant_id, body, base_url=base_url, bearer_token=token
+                ),
+                self._core.options.authorize_timeout_s,
+                uses_token=False,
+            )
+            return api.parse_attenuate(response).token.access_token
+        except api.ApiError as error:
+            raise DelegationException(
+                f"the platform refused the attenuation ({error.status_code}): {error.reason or error.body}"
+            ) from None
+        except Exception as error:  # noqa: BLE001 - no child token without an answer
+            raise DelegationException(
+                f"attenuate failed: {type(error).__name__}: {error}"
+            ) from None
+
+    def _check_locally(self, requested: list[str], max_amount: Number | None) -> None:
+        if not self.is_delegated:
+            raise DelegationException("this session's token is not a delegated token (no grant_id)")
+        if self._claims.expired(time.time()):
+            raise DelegationException(f"the delegated token of grant {self.grant_id} has expired")
+        for permission in requested:
+            if not any_permission_matches(self.delegated_permissions, permission):
+                raise DelegationException(
+                    f"'{permission}' is not covered by this session's delegated permissions "
+                    f"{self.delegated_permissions}: attenuation can only narrow authority"
+                )
+        ceiling = self._claims.max_amount
+        if max_amount is not None and ceiling is not None and max_amount > ceiling:
+            raise DelegationException(
+                f"maxAmount {max_amount} is larger than this grant's {ceiling}: attenuation can only narrow"
+            )
+
+
+class DelegatedSession(_SessionBase):
+    """Acting under a delegated token, with the sync client."""
+
+    def authorize(self, permission: str, context: Mapping[str, Any] | None = None) -> AuthDecision:
+        """Authorize under the delegated authority; the decision reports acting_for and chain."""
+        return self._core.run_sync(self._authorize_flow(permission, context))
+
+    def attenuate_for_call(
+        self,
+        callee_agent_id: str,
+        permissions: Iterable[str],
+        *,
+        max_amount: Number | None = None,
+        expires_in_seconds: int | None = None,
+        reason: str | None = None,
+    ) -> DelegatedSession:
+        """A narrower child session to hand to `callee_agent_id`; raises `DelegationException`."""
+        flow = self._attenuate_flow(
+            callee_agent_id, permissions, max_amount, expires_in_seconds, reason
+        )
+        return DelegatedSession(self._core, self._core.run_sync(flow))
+
+
+class AsyncDelegatedSession(_SessionBase):
+    """Acting under a delegated token, with the async client."""
+
+    def __init__(
+        self, core: ClientCore, delegated_token: str, run: Callable[[Flow[Any]], Awaitable[Any]]
+    ) -> None:
+        super().__init__(core, delegated_token)
+        self._run = run
+
+    async def authorize(
+        self, permission: str, context: Mapping[str, Any] | None = None
+    ) -> AuthDecision:
+        decision: AuthDecision = await self._run(self._authorize_flow(permission, context))
+        return decision
+
+    async def attenuate_for_call(
+        self,
+        callee_agent_id: str,
+        permissions: Iterable[str],
+        *,
+        max_amount: Number | None = None,
+        expires_in_seconds: int | None = None,
+        reason: str | None = None,
+    ) -> AsyncDelegatedSession:
+        flow = self._attenuate_flow(
+            callee_agent_id, permissions, max_amount, expires_in_seconds, reason
+        )
+        return AsyncDelegatedSession(self._core, await self._run(flow), self._run)

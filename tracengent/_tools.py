@@ -1,0 +1,174 @@
+"""Tool governance: the platform's verdict on one outbound tool call, and how to get it.
+
+HTTP egress, MCP `tools/call` and LLM function calls all go through `POST /v1/tool-authorize`.
+Nothing here lets an undecided call through: a failure to decide is a deny naming the cause,
+unless the user opted into fail-open for HTTP egress, and then the call is logged and recorded
+as ungoverned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import tracengent_api as api
+from pydantic import ValidationError
+
+from ._authorization import _failure, _request_build, _text
+from ._flow import Flow, authed
+from ._jsonsafe import to_jsonable
+from ._redaction import Redaction
+from ._trace import current_trace
+
+if TYPE_CHECKING:
+    from ._core import ClientCore
+
+
+@dataclass
+class ToolDecision:
+    """The platform's verdict on an outbound tool call (`POST /v1/tool-authorize`)."""
+
+    allowed: bool = False
+    #: "allowed" | "denied" | "pending_approval"
+    status: str = "denied"
+    #: "policy_allow" | "policy_deny" | "egress_deny" | … (an outcome this SDK does not know
+    #: stays a string)
+    outcome: str = ""
+    reason: str = ""
+    permission: str | None = None
+    decision_id: str | None = None
+    approval_id: str | None = None
+    redactions: list[Redaction] | None = None
+    #: True when no decision could be had and the user's fail-open setting let the call through.
+    ungoverned: bool = field(default=False, repr=False)
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "pending_approval"
+
+    @classmethod
+    def allow(cls, reason: str) -> ToolDecision:
+        return cls(allowed=True, status="allowed", outcome="policy_allow", reason=reason)
+
+    @classmethod
+    def deny(cls, reason: str) -> ToolDecision:
+        return cls(allowed=False, status="denied", outcome="policy_deny", reason=reason)
+
+    @classmethod
+    def from_wire(cls, data: api.ToolAuthorizeResponse | Mapping[str, Any]) -> ToolDecision:
+        answer = (
+            data
+            if isinstance(data, api.ToolAuthorizeResponse)
+            else api.ToolAuthorizeResponse.model_validate(data)
+        )
+        status = _text(answer.status)
+        redactions = None
+        if answer.redactions is not None:
+            redactions = [
+                Redaction(r.field, _text(r.strategy or "remove")) for r in answer.redactions
+            ]
+        return cls(
+            allowed=answer.allowed and status == "allowed",
+            status=status,
+            outcome=_text(answer.outcome or ""),
+            reason=answer.reason or "",
+            permission=answer.permission,
+            decision_id=answer.decision_id,
+            approval_id=answer.approval_id,
+            redactions=redactions,
+        )
+
+
+class ToolDeniedException(Exception):
+    """A tool call was refused (by policy, the egress allowlist, or for want of a decision)."""
+
+    def __init__(
+        self, reason: str, permission: str | None = None, outcome: str | None = None
+    ) -> None:
+        suffix = "" if permission is None else f" for '{permission}'"
+        super().__init__(f"Tool call denied{suffix}: {reason}")
+        self.reason = reason
+        self.permission = permission
+        self.outcome = outcome
+
+
+class ToolPendingApprovalException(Exception):
+    """A tool call is held until a person approves it; it was not made."""
+
+    def __init__(self, approval_id: str | None, reason: str) -> None:
+        super().__init__(f"Tool call awaiting approval: {reason}")
+        self.approval_id = approval_id
+        self.reason = reason
+
+
+@dataclass
+class ToolGuardResult:
+    """A decision plus the arguments to forward (redacted when the decision says so)."""
+
+    decision: ToolDecision
+    arguments: Any
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+    def ensure_allowed(self) -> None:
+        """Raise unless the call may proceed."""
+        raise_unless_allowed(self.decision)
+
+
+def raise_unless_allowed(decision: ToolDecision) -> None:
+    if decision.pending:
+        raise ToolPendingApprovalException(decision.approval_id, decision.reason)
+    if not decision.allowed:
+        raise ToolDeniedException(decision.reason, decision.permission, decision.outcome or None)
+
+
+def redactions_for(decision: ToolDecision) -> list[Redaction]:
+    """The decision's redactions plus the redactFields obligations of the current trace."""
+    rules = list(decision.redactions or ())
+    trace = current_trace()
+    if trace is not None:
+        rules += [Redaction(path, "remove") for path in trace._obligation_redactions]
+    return rules
+
+
+def tool_authorize_flow(
+    core: ClientCore, request: api.ToolAuthorizeRequest, *, fail_open: bool = False
+) -> Flow[ToolDecision]:
+    """Ask the platform about one tool call; the ambient trace's id goes along."""
+    trace = current_trace()
+    if trace is not None:
+        request.trace_id = trace.trace_id
+    try:
+        body = api.encode_tool_authorize(request)
+    except (ValidationError, ValueError, TypeError) as error:
+        return ToolDecision.deny(f"tool-authorize not sent: the request is not valid ({error})")
+    base_url = core.options.base_url
+    build, uses_token = _request_build(
+        core,
+        None,
+        lambda token, key: api.build_tool_authorize(
+            body, base_url=base_url, bearer_token=token, ingest_key=key
+        ),
+    )
+    try:
+        response = yield from authed(build, core.options.authorize_timeout_s, uses_token)
+        return ToolDecision.from_wire(api.parse_tool_authorize(response))
+    except Exception as error:  # noqa: BLE001 - no decision: fail closed (or open, if asked)
+        reason = _failure("tool-authorize", error)
+        if fail_open:
+            decision = ToolDecision.allow(f"proceeded ungoverned (fail-open): {reason}")
+            decision.ungoverned = True
+            return decision
+        return ToolDecision.deny(f"fail-closed: {reason}")
+
+
+def arguments_request(
+    transport: api.Transport, name: str, arguments: Any
+) -> api.ToolAuthorizeRequest:
+    body = None if arguments is None else to_jsonable(arguments)
+    if transport is api.Transport.MCP:
+        return api.ToolAuthorizeRequest(transport=transport, tool_name=name, body=body)
+    return api.ToolAuthorizeRequest(transport=transport, function_name=name, body=body)
