@@ -54,6 +54,14 @@ class AuthDecision:
     def pending(self) -> bool:
         return self.status == "pending_approval"
 
+    @property
+    def denial_reason(self) -> str:
+        """Why this is not an allow, in words (a pending decision names its approval)."""
+        if self.pending:
+            waiting = f"waiting for approval {self.approval_id or '(no id)'}"
+            return f"{waiting}: {self.reason}" if self.reason else waiting
+        return self.reason or self.status
+
     @classmethod
     def deny(cls, reason: str, approval_id: str | None = None) -> AuthDecision:
         """A deny decided by the SDK itself (fail closed)."""
