@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install generate check lint typecheck fresh test demo clean
+.PHONY: install generate check lint typecheck fresh test demo demo-low-level clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ test: $(STAMP)
 
 check: lint typecheck fresh test
 
-## Install and run the low-level example (a custom flow built on tracengent_api).
+## Install and run the quickstart scenario against the embedded local platform.
 demo: $(STAMP)
+	$(PY) samples/demo_agent.py
+
+## The same flow on the generated low-level API (tracengent_api).
+demo-low-level: $(STAMP)
 	$(PY) samples/low_level_custom_flow.py
 
 clean:

@@ -48,6 +48,9 @@ class AsyncTracengentClient(ClientSurface):
     ) -> None:
         sync_transport = transport if isinstance(transport, httpx.BaseTransport) else None
         self._core = ClientCore(options, sync_transport)
+        shared = self._core.connection.transport  # the embedded platform serves both sides
+        if transport is None and isinstance(shared, httpx.AsyncBaseTransport):
+            transport = shared
         self._http = httpx.AsyncClient(transport=transport, timeout=options.request_timeout_s)
 
     async def flush(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> bool:

@@ -6,6 +6,7 @@ non-blocking, so it is safe to call from a thread or from the event loop.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TypeVar
 
 import httpx
@@ -15,7 +16,7 @@ from ._dispatch import Connection, EventDispatcher
 from ._events import AgentEvent, new_id, utc_now_iso
 from ._flow import Flow, run_sync
 from ._logs import RateLimitedLog
-from ._options import TracengentOptions
+from ._options import LOCAL, TracengentConfigError, TracengentOptions
 from ._permissions import any_permission_matches
 
 T = TypeVar("T")
@@ -23,7 +24,10 @@ T = TypeVar("T")
 
 class ClientCore:
     def __init__(self, options: TracengentOptions, transport: httpx.BaseTransport | None) -> None:
-        self.options = options.validate()
+        options.validate()
+        if options.base_url.strip() == LOCAL:
+            options, transport = embedded(options, transport)
+        self.options = options
         self.connection = Connection(options, transport)
         self.dispatcher = EventDispatcher(options, self.connection)
         self._log = RateLimitedLog()
@@ -83,3 +87,19 @@ class ClientSurface:
         A deque append: it never blocks (also not an event loop) and never raises.
         """
         self._core.record(event)
+
+
+EMBEDDED_URL = "http://embedded.tracengent.local"
+
+
+def embedded(
+    options: TracengentOptions, transport: httpx.BaseTransport | None
+) -> tuple[TracengentOptions, httpx.BaseTransport]:
+    """`base_url="local"`: the process-wide embedded platform, reached through a transport."""
+    try:
+        from .platform import embedded_transport
+    except ImportError as error:
+        raise TracengentConfigError(
+            f'base_url="local" needs the local platform: pip install "tracengent[platform]" ({error})'
+        ) from None
+    return dataclasses.replace(options, base_url=EMBEDDED_URL), transport or embedded_transport()

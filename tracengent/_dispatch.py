@@ -111,14 +111,14 @@ class Connection:
 
     def __init__(self, options: TracengentOptions, transport: httpx.BaseTransport | None) -> None:
         self.options = options
-        self._transport = transport
+        self.transport = transport
         self.http = self._new_http()
         self.tokens = (
             AgentTokenProvider(options, self.http) if options.uses_client_credentials else None
         )
 
     def _new_http(self) -> httpx.Client:
-        return httpx.Client(transport=self._transport, timeout=self.options.request_timeout_s)
+        return httpx.Client(transport=self.transport, timeout=self.options.request_timeout_s)
 
     def after_fork(self) -> None:
         """The parent's sockets and locks are not ours to use: start over, keeping the token."""

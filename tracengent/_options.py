@@ -50,6 +50,11 @@ _POSITIVE_SECONDS = (
 )
 
 
+LOCAL = "local"
+"""`base_url` (or TRACENGENT_URL) that selects the embedded platform instead of a server."""
+DEMO_CREDENTIALS = {"client_id": "key_demo", "client_secret": "ags_demo"}
+
+
 class TracengentConfigError(ValueError):
     """The options cannot work; each entry of ``problems`` names one option and how to fix it.
 
@@ -169,7 +174,22 @@ class TracengentOptions:
         if agent_id:
             values["agent_id"] = agent_id
         values.update(overrides)
+        if values.get("base_url") == LOCAL and not any(
+            values.get(k) for k in ("client_id", "client_secret", "ingest_key")
+        ):
+            values.update(DEMO_CREDENTIALS)  # the embedded platform's demo identity
         return cls(**values)
+
+    @classmethod
+    def local(cls, agent_id: str = "demo-agent", **overrides: object) -> TracengentOptions:
+        """Options for the embedded local platform (`pip install "tracengent[platform]"`).
+
+        No server and no port: the client hands its requests to an in-process platform. Without
+        credentials it uses the demo identity of the built-in policy.
+        """
+        if not any(overrides.get(k) for k in ("client_id", "client_secret", "ingest_key")):
+            overrides = {**DEMO_CREDENTIALS, **overrides}
+        return cls.from_env(agent_id, base_url=LOCAL, **overrides)
 
 
 def _present(value: object) -> bool:
@@ -197,9 +217,11 @@ def _check_agent_id(value: object) -> list[str]:
 def _check_base_url(value: object) -> list[str]:
     if not isinstance(value, str):
         return [_wrong_type("base_url", "a str", value)]
-    how = _how("base_url", '"https://..."')
+    how = _how("base_url", '"https://..."') + ' (or "local" for the embedded platform)'
     if not value.strip():
         return [f"base_url is missing: {how}"]
+    if value.strip() == LOCAL:
+        return []
     try:
         parts = urlsplit(value.strip())
         parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port

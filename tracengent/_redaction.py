@@ -214,6 +214,23 @@ def _rebuild(root: Any, selected: _Mark) -> Any:
     return new_root
 
 
+def value_at(document: Any, path: str | None) -> Any:
+    """The value a path names (`$.amount`, `$.items[0].price`), or None: same syntax as rules."""
+    segments = _parse_path(path)
+    if segments is None:
+        return None
+    node = document
+    for segment in segments:
+        if isinstance(node, list) and isinstance(segment, int) and segment < len(node):
+            node = node[segment]
+            continue
+        if isinstance(node, dict) and isinstance(segment, str) and segment in node:
+            node = node[segment]
+            continue
+        return None  # no such member, or a wildcard: one value is wanted
+    return node
+
+
 def _copy(node: Any) -> Any:
     return dict(node) if isinstance(node, dict) else list(node)
 

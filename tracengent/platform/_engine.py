@@ -1,0 +1,549 @@
+"""The platform's request handling: bytes in, bytes out, shared by the served and embedded modes.
+
+`Platform.handle(method, path, headers, body)` is the whole platform; the ASGI app and the
+in-process httpx transport only adapt to it, so `tracengent dev` and `TRACENGENT_URL=local`
+cannot behave differently. Requests are parsed with the generated wire models (unknown fields
+refused); bad input is a 4xx with a JSON error and stores nothing; nothing a client sends can
+produce a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote
+
+import jwt
+import tracengent_api as api
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from . import _decide as decide
+from ._keys import SigningKeys
+from ._policy import AgentPolicy, Policy
+from ._store import DecisionRecord, Store
+from ._store import Grant as StoredGrant
+
+logger = logging.getLogger("tracengent.platform")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason = status, error, reason
+
+
+def _strict(model: type[M]) -> type[M]:
+    """`model`, refusing unknown top-level fields: a typo must not be silently dropped."""
+    config = ConfigDict(**{**model.model_config, "extra": "forbid"})
+    strict: type[M] = type(f"Strict{model.__name__}", (model,), {"model_config": config})
+    strict.model_rebuild(_types_namespace=vars(sys.modules[model.__module__]))
+    return strict
+
+
+_STRICT_EVENT = _strict(api.Event)
+_EVENTS: TypeAdapter[list[api.Event]] = TypeAdapter(list[_STRICT_EVENT])  # type: ignore[valid-type]
+_TRACE_CLOSE = _strict(api.TraceClose)
+_AUTHORIZE = _strict(api.AuthorizeRequest)
+_TOOL = _strict(api.ToolAuthorizeRequest)
+_ATTENUATE = _strict(api.AttenuateRequest)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _dump(model: BaseModel) -> bytes:
+    return model.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:5]
+    )
+
+
+@dataclass(frozen=True)
+class Caller:
+    agent: AgentPolicy
+    grant: decide.Grant | None
+    token_exp: float | None
+
+
+class Platform:
+    """One platform: a policy, a store, a signing key."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_body_bytes: int = 1024 * 1024,
+        max_decompressed_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.keys = SigningKeys.from_store(store)
+        self._clock = clock
+        self._max_body = max_body_bytes
+        self._max_inflated = max_decompressed_bytes
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Reply]]] = [
+            ("GET", re.compile(r"/\.well-known/jwks\.json"), self._jwks),
+            ("POST", re.compile(r"/v1/oauth/token"), self._token),
+            ("POST", re.compile(r"/v1/ingest/events"), self._ingest_events),
+            ("POST", re.compile(r"/v1/ingest/traces"), self._ingest_trace),
+            ("POST", re.compile(r"/v1/authorize"), self._authorize),
+            ("GET", re.compile(r"/v1/approvals/(?P<approval_id>[^/]+)"), self._approval),
+            ("POST", re.compile(r"/v1/tool-authorize"), self._tool_authorize),
+            ("POST", re.compile(r"/v1/delegations/(?P<grant_id>[^/]+)/attenuate"), self._attenuate),
+        ]
+
+    # --- entry point ---------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        try:
+            for verb, pattern, handler in self._routes:
+                match = pattern.fullmatch(path)
+                if match is None:
+                    continue
+                if method.upper() != verb:
+                    raise HttpError(405, "method_not_allowed", f"{path} takes {verb}")
+                params = {k: unquote(v) for k, v in match.groupdict().items()}
+                return handler(lowered, self._body(lowered, body), **params)
+            raise HttpError(404, "not_found", f"no such endpoint: {method} {path}")
+        except HttpError as error:
+            return Reply(error.status, _json({"error": error.error, "reason": error.reason}))
+        except Exception:
+            logger.exception("tracengent platform: unexpected error on %s %s", method, path)
+            return Reply(
+                500, _json({"error": "internal", "reason": "unexpected error; see the log"})
+            )
+
+    def _body(self, headers: Mapping[str, str], body: bytes) -> bytes:
+        if len(body) > self._max_body:
+            raise HttpError(
+                413, "payload_too_large", f"body of {len(body)} bytes > {self._max_body}"
+            )
+        encoding = headers.get("content-encoding", "identity").lower()
+        if encoding == "identity":
+            return body
+        if encoding != "gzip":
+            raise HttpError(
+                415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not gzip"
+            )
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            inflated = inflater.decompress(body, self._max_inflated + 1)
+        except zlib.error as error:
+            raise HttpError(
+                400, "bad_gzip", f"the gzip body does not decompress: {error}"
+            ) from None
+        if len(inflated) > self._max_inflated or inflater.unconsumed_tail:
+            raise HttpError(
+                413, "payload_too_large", f"decompressed body > {self._max_inflated} bytes"
+            )
+        return inflated
+
+    @staticmethod
+    def _parse(model: type[M], body: bytes) -> M:
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as error:
+            kind = (
+                "malformed_json"
+                if any(e["type"] == "json_invalid" for e in error.errors())
+                else "invalid_request"
+            )
+            raise HttpError(400, kind, _problems(error)) from None
+
+    # --- authentication --------------------------------------------------------------------------
+
+    def _caller(self, headers: Mapping[str, str], *, delegated_only: bool = False) -> Caller:
+        authorization = headers.get("authorization", "")
+        if authorization[:7].lower() == "bearer ":
+            return self._bearer(authorization[7:].strip(), delegated_only)
+        key = headers.get("x-ingest-key")
+        if key is not None and not delegated_only:
+            agent = self.policy.agent_by_ingest_key(key)
+            if agent is None:
+                raise HttpError(401, "unauthorized", "unknown ingest key")
+            if agent.disabled:
+                raise HttpError(401, "unauthorized", f"agent {agent.agent_id} is disabled")
+            return Caller(agent, None, None)
+        wanted = "a delegated bearer token" if delegated_only else "a bearer token or X-Ingest-Key"
+        raise HttpError(401, "unauthorized", f"missing credentials: send {wanted}")
+
+    def _bearer(self, token: str, delegated_only: bool) -> Caller:
+        try:
+            claims = self.keys.verify(token)
+        except jwt.ExpiredSignatureError:
+            raise HttpError(401, "unauthorized", "token expired") from None
+        except jwt.PyJWTError as error:
+            raise HttpError(
+                401, "unauthorized", f"invalid token ({type(error).__name__})"
+            ) from None
+        agent = self.policy.agent(str(claims.get("sub")))
+        if agent is None or agent.disabled:
+            raise HttpError(
+                401, "unauthorized", f"agent {claims.get('sub')!r} is unknown or disabled"
+            )
+        grant_id = claims.get("grant_id")
+        if grant_id is None:
+            if delegated_only:
+                raise HttpError(403, "forbidden", "attenuation needs a delegated token")
+            return Caller(agent, None, float(claims["exp"]))
+        if not self.store.grant_usable(str(grant_id), self._clock()):
+            raise HttpError(401, "unauthorized", f"grant {grant_id} is revoked or expired")
+        max_amount = claims.get("max_amount")
+        grant = decide.Grant(
+            grant_id=str(grant_id),
+            acting_for=str(claims.get("acting_for", "")),
+            chain=tuple(str(c) for c in claims.get("delegation_chain", ())),
+            permissions=tuple(str(p) for p in claims.get("delegated_permissions", ())),
+            max_amount=float(max_amount) if isinstance(max_amount, int | float) else None,
+        )
+        return Caller(agent, grant, float(claims["exp"]))
+
+    # --- endpoints ---------------------------------------------------------------------------------
+
+    def _jwks(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        return Reply(200, _json(self.keys.jwks()))
+
+    def _token(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        try:
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body)))
+            request = api.TokenRequest.model_validate(form)
+        except (ValueError, UnicodeDecodeError, ValidationError):
+            raise HttpError(400, "invalid_request", "expected a client_credentials form") from None
+        agent = self.policy.agent_by_client_id(request.client_id)
+        if agent is None or agent.client_secret != request.client_secret:
+            raise HttpError(401, "invalid_client", "unknown client_id or wrong client_secret")
+        if agent.disabled:
+            raise HttpError(401, "invalid_client", f"agent {agent.agent_id} is disabled")
+        ttl = self.policy.token_ttl_s
+        token = self.keys.mint(
+            {"sub": agent.agent_id, "permissions": list(agent.permissions)}, ttl, self._clock()
+        )
+        return Reply(
+            200, _dump(api.TokenResponse(access_token=token, token_type="Bearer", expires_in=ttl))
+        )
+
+    def _ingest_events(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        caller = self._caller(headers)
+        try:
+            events = _EVENTS.validate_json(body)
+        except ValidationError as error:
+            raise HttpError(400, "invalid_request", _problems(error)) from None
+        wire = [json.loads(_dump(event)) for event in events]
+        fresh = self.store.add_events(caller.agent.agent_id, wire)
+        for event in fresh:
+            tokens = (event.get("usage") or {}).get("tokens")
+            if event.get("type") == "llm_call" and isinstance(tokens, int):
+                self.store.reconcile_tokens(caller.agent.agent_id, event.get("traceId"), tokens)
+        return Reply(202, _json({"accepted": len(fresh), "duplicates": len(wire) - len(fresh)}))
+
+    def _ingest_trace(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        caller = self._caller(headers)
+        close = self._parse(_TRACE_CLOSE, body)
+        self.store.add_trace_close(caller.agent.agent_id, json.loads(_dump(close)))
+        return Reply(202, _json({"accepted": 1}))
+
+    def _record(
+        self,
+        kind: str,
+        caller: Caller,
+        trace_id: str | None,
+        permission: str | None,
+        verdict: decide.Verdict,
+        context: Any,
+        outcome: str | None = None,
+    ) -> tuple[str, str | None]:
+        decision_id = self.store.new_id("dec")
+        approval_id = None
+        if verdict.status == "pending_approval":
+            approval_id = self.store.new_id("apr")
+        self.store.add_decision(
+            DecisionRecord(
+                decision_id=decision_id,
+                kind=kind,
+                agent_id=caller.agent.agent_id,
+                trace_id=trace_id,
+                permission=permission,
+                status=verdict.status,
+                outcome=outcome,
+                reason=verdict.reason,
+                context=context,
+                approval_id=approval_id,
+                acting_for=caller.grant.acting_for if caller.grant else None,
+                chain=caller.grant.chain if caller.grant else None,
+                created_at=self._clock(),
+            )
+        )
+        if approval_id is not None:
+            self.store.create_approval(
+                approval_id,
+                decision_id,
+                caller.agent.agent_id,
+                permission or "",
+                context,
+                trace_id,
+                self.policy.approval_ttl_s,
+            )
+        if verdict.reserve_tokens is not None:
+            self.store.reserve_tokens(
+                caller.agent.agent_id, verdict.reserve_tokens, trace_id, decision_id
+            )
+        return decision_id, approval_id
+
+    def _decide(
+        self, caller: Caller, permission: str, context: Mapping[str, Any]
+    ) -> decide.Verdict:
+        committed = self.store.tokens_committed(caller.agent.agent_id)
+        return decide.authorize(
+            self.policy, caller.agent, caller.grant, permission, context, committed
+        )
+
+    def _authorize(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        caller = self._caller(headers)
+        request = self._parse(_AUTHORIZE, body)
+        context = (
+            request.context.model_dump(by_alias=True, exclude_none=True) if request.context else {}
+        )
+        verdict = self._decide(caller, request.permission, context)
+        decision_id, approval_id = self._record(
+            "authorize", caller, request.trace_id, request.permission, verdict, context
+        )
+        answer = api.AuthorizeResponse(
+            allowed=verdict.allowed,
+            status=verdict.status,
+            reason=verdict.reason,
+            decision_id=decision_id,
+            approval_id=approval_id,
+            acting_for=caller.grant.acting_for if caller.grant else None,
+            chain=list(caller.grant.chain) if caller.grant else None,
+            obligations=api.Obligations.model_validate(verdict.obligations)
+            if verdict.obligations
+            else None,
+        )
+        return Reply(200, _dump(answer))
+
+    def _approval(self, headers: Mapping[str, str], body: bytes, approval_id: str) -> Reply:
+        caller = self._caller(headers)
+        approval = self.store.approval(approval_id)
+        if approval is None or approval.agent_id != caller.agent.agent_id:
+            raise HttpError(404, "not_found", f"no approval {approval_id} for this agent")
+        return Reply(200, _dump(api.ApprovalResponse(status=approval.status)))
+
+    def _tool_authorize(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        caller = self._caller(headers)
+        request = self._parse(_TOOL, body)
+        transport = request.transport.value
+        binding, context, permission = None, {}, None
+        if transport == "http":
+            if not request.host:
+                raise HttpError(400, "invalid_request", "an http tool call needs its host")
+            if not self.policy.host_allowed(request.host):
+                return self._tool_answer(
+                    caller,
+                    request,
+                    decide.Verdict("denied", f"host {request.host} is not on the egress allowlist"),
+                    "egress_deny",
+                    None,
+                )
+            binding = self.policy.http_binding(
+                request.host, request.method or "", request.path or "/"
+            )
+            if binding is None:
+                verdict = decide.Verdict(
+                    "allowed", f"host {request.host} is on the egress allowlist"
+                )
+                return self._tool_answer(caller, request, verdict, "policy_allow", None)
+        else:
+            name = request.tool_name if transport == "mcp" else request.function_name
+            if not name:
+                raise HttpError(400, "invalid_request", f"a {transport} tool call needs its name")
+            binding = self.policy.tool_binding(transport, name)
+            if binding is None:
+                verdict = decide.unbound_verdict(self.policy, transport, name)
+                outcome = "policy_allow" if verdict.allowed else "policy_deny"
+                return self._tool_answer(caller, request, verdict, outcome, None)
+        permission = binding.permission
+        context = decide.binding_context(binding, request.body)
+        verdict = self._decide(caller, permission, context)
+        if verdict.allowed:
+            verdict = decide.Verdict(
+                "allowed", verdict.reason, redactions=decide.tool_redactions(binding, verdict.limit)
+            )
+        outcome = {"allowed": "policy_allow", "denied": "policy_deny"}.get(
+            verdict.status, "pending_approval"
+        )
+        return self._tool_answer(caller, request, verdict, outcome, permission, context)
+
+    def _tool_answer(
+        self,
+        caller: Caller,
+        request: api.ToolAuthorizeRequest,
+        verdict: decide.Verdict,
+        outcome: str,
+        permission: str | None,
+        context: Any = None,
+    ) -> Reply:
+        decision_id, approval_id = self._record(
+            "tool", caller, request.trace_id, permission, verdict, context, outcome
+        )
+        answer = api.ToolAuthorizeResponse(
+            allowed=verdict.allowed,
+            status=verdict.status,
+            outcome=outcome,
+            reason=verdict.reason,
+            permission=permission,
+            decision_id=decision_id,
+            approval_id=approval_id,
+            redactions=[api.Redaction(field=f, strategy=s) for f, s in verdict.redactions] or None,
+        )
+        return Reply(200, _dump(answer))
+
+    def _attenuate(self, headers: Mapping[str, str], body: bytes, grant_id: str) -> Reply:
+        caller = self._caller(headers, delegated_only=True)
+        parent = caller.grant
+        if parent is None or parent.grant_id != grant_id:
+            raise HttpError(403, "forbidden", f"the bearer token is not for grant {grant_id}")
+        request = self._parse(_ATTENUATE, body)
+        if self.policy.agent(request.granted_to_agent_id) is None:
+            raise HttpError(
+                403, "forbidden", f"unknown callee agent {request.granted_to_agent_id!r}"
+            )
+        wider = decide.covers_all(parent.permissions, request.permissions)
+        if wider is not None:
+            raise HttpError(
+                403,
+                "forbidden",
+                f"'{wider}' is not covered by grant {grant_id}: attenuation can only narrow",
+            )
+        max_amount = request.max_amount if request.max_amount is not None else parent.max_amount
+        if (
+            parent.max_amount is not None
+            and max_amount is not None
+            and max_amount > parent.max_amount
+        ):
+            raise HttpError(
+                403,
+                "forbidden",
+                f"maxAmount {max_amount:g} is larger than the parent's {parent.max_amount:g}",
+            )
+        now = self._clock()
+        parent_exp = caller.token_exp or now
+        expires = (
+            parent_exp if request.expires_in_seconds is None else now + request.expires_in_seconds
+        )
+        if expires > parent_exp:
+            raise HttpError(
+                403, "forbidden", "the requested expiry is later than the parent token's"
+            )
+        child_id = self.store.new_id("dlg")
+        chain = (*parent.chain, request.granted_to_agent_id)
+        self.store.create_grant(
+            StoredGrant(
+                grant_id=child_id,
+                parent_id=grant_id,
+                agent_id=request.granted_to_agent_id,
+                acting_for=parent.acting_for,
+                chain=chain,
+                permissions=tuple(request.permissions),
+                max_amount=max_amount,
+                expires_at=expires,
+                revoked=False,
+                created_at=now,
+            )
+        )
+        ttl = max(1, int(expires - now))
+        token = self.mint_delegated(
+            child_id,
+            request.granted_to_agent_id,
+            parent.acting_for,
+            chain,
+            request.permissions,
+            max_amount,
+            ttl,
+        )
+        answer = api.AttenuateResponse(
+            token=api.DelegatedToken(
+                access_token=token, token_type="Bearer", expires_in=ttl, jti=child_id
+            )
+        )
+        return Reply(200, _dump(answer))
+
+    # --- delegation administration (CLI) -----------------------------------------------------------
+
+    def mint_delegated(
+        self,
+        grant_id: str,
+        agent_id: str,
+        acting_for: str,
+        chain: tuple[str, ...],
+        permissions: list[str] | tuple[str, ...],
+        max_amount: float | None,
+        ttl_s: int,
+    ) -> str:
+        claims: dict[str, Any] = {
+            "sub": agent_id,
+            "grant_id": grant_id,
+            "acting_for": acting_for,
+            "delegation_chain": list(chain),
+            "delegated_permissions": list(permissions),
+            "permissions": list(permissions),
+            "jti": grant_id,
+        }
+        if max_amount is not None:
+            claims["max_amount"] = max_amount
+        return self.keys.mint(claims, ttl_s, self._clock())
+
+    def grant(
+        self,
+        agent_id: str,
+        permissions: list[str],
+        *,
+        acting_for: str,
+        max_amount: float | None = None,
+        ttl_s: int = 3600,
+    ) -> tuple[str, str]:
+        """Mint a root grant for `agent_id` on behalf of `acting_for`: (grant id, delegated token)."""
+        agent = self.policy.agent(agent_id)
+        if agent is None:
+            raise ValueError(f"unknown agent {agent_id!r}: it is not in the policy")
+        now = self._clock()
+        grant_id = self.store.new_id("dlg")
+        chain = (acting_for, agent_id)
+        self.store.create_grant(
+            StoredGrant(
+                grant_id=grant_id,
+                parent_id=None,
+                agent_id=agent_id,
+                acting_for=acting_for,
+                chain=chain,
+                permissions=tuple(permissions),
+                max_amount=max_amount,
+                expires_at=now + ttl_s,
+                revoked=False,
+                created_at=now,
+            )
+        )
+        return grant_id, self.mint_delegated(
+            grant_id, agent_id, acting_for, chain, permissions, max_amount, ttl_s
+        )

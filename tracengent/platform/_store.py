@@ -1,0 +1,572 @@
+"""The local platform's persistent state, in one SQLite database.
+
+One connection per `Store`, guarded by a lock: the ASGI server, an in-process transport and CLI
+threads share it, and a SQLite connection must not run two statements at once. Files run in WAL
+mode with a busy timeout, so a CLI process can read (and write) the same file while the server
+runs. Every write is one `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so the
+read-modify-write steps (ids, approvals, settings, tokens) stay atomic across processes too.
+
+The store is deliberately dumb: it keeps what the engine decided and answers queries; policy,
+token reconciliation and signing live in the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+SCHEMA_VERSION = 1
+DB_NAME = "platform.sqlite3"
+
+# Columns of decisions, approvals and grants are named after the dataclass fields they hold.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (prefix TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, agent_id TEXT NOT NULL,
+    trace_id TEXT, type TEXT, name TEXT, occurred_at TEXT, root_request TEXT,
+    at REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id);
+CREATE INDEX IF NOT EXISTS events_agent ON events (agent_id);
+CREATE TABLE IF NOT EXISTS trace_closes (
+    trace_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, status TEXT, root_request TEXT,
+    at REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, decision_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+    agent_id TEXT NOT NULL, trace_id TEXT, permission TEXT, status TEXT NOT NULL, outcome TEXT,
+    reason TEXT NOT NULL, context TEXT, approval_id TEXT, acting_for TEXT, chain TEXT,
+    created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS decisions_trace ON decisions (trace_id);
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id TEXT PRIMARY KEY, decision_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    permission TEXT NOT NULL, context TEXT, trace_id TEXT, status TEXT NOT NULL,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL, decided_at REAL);
+CREATE INDEX IF NOT EXISTS approvals_decision ON approvals (decision_id);
+CREATE TABLE IF NOT EXISTS grants (
+    grant_id TEXT PRIMARY KEY, parent_id TEXT, agent_id TEXT NOT NULL, acting_for TEXT NOT NULL,
+    chain TEXT NOT NULL, permissions TEXT NOT NULL, max_amount REAL, expires_at REAL NOT NULL,
+    revoked INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS grants_parent ON grants (parent_id);
+CREATE TABLE IF NOT EXISTS token_ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT NOT NULL, trace_id TEXT,
+    decision_id TEXT, reserved INTEGER NOT NULL, used INTEGER,
+    state TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS token_ledger_agent ON token_ledger (agent_id, state);
+"""
+
+
+@dataclass(frozen=True)
+class Approval:
+    approval_id: str
+    decision_id: str
+    agent_id: str
+    permission: str
+    context: Any
+    trace_id: str | None
+    status: str  # "pending" | "approved" | "denied" | "expired" (pending past expires_at)
+    created_at: float
+    expires_at: float
+    decided_at: float | None
+
+
+@dataclass(frozen=True)
+class Grant:
+    grant_id: str
+    parent_id: str | None
+    agent_id: str  # the agent the grant is for
+    acting_for: str
+    chain: tuple[str, ...]
+    permissions: tuple[str, ...]
+    max_amount: float | None
+    expires_at: float
+    revoked: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    decision_id: str
+    kind: str  # "authorize" | "tool"
+    agent_id: str
+    trace_id: str | None
+    permission: str | None
+    status: str
+    outcome: str | None
+    reason: str
+    context: Any
+    approval_id: str | None
+    acting_for: str | None
+    chain: tuple[str, ...] | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    trace_id: str
+    agent_id: str
+    root_request: str | None
+    status: str | None  # None while the trace is open (no close yet)
+    started_at: float
+    ended_at: float | None
+    event_count: int
+    decision_count: int
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: float
+    kind: str  # "event" | "decision" | "approval" | "close"
+    data: dict[str, Any]
+
+
+_T = TypeVar("_T")
+_JSON_FIELDS = frozenset({"context", "chain", "permissions"})
+_TUPLE_FIELDS = frozenset({"chain", "permissions"})
+_EVENT_KEYS = ("eventId", "traceId", "type", "name", "occurredAt", "rootRequest")
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def _dump(value: Any) -> str:
+    """Compact JSON that never raises: events were validated upstream, odd values become text."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_time(value: Any) -> float | None:
+    """ISO-8601 to epoch seconds, or None; accepts `Z` and any fraction length even on 3.10."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:  # no offset: the wire speaks UTC
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def _insert(db: sqlite3.Connection, table: str, record: Any) -> None:
+    """Inserts a dataclass into the table whose columns carry its field names."""
+    row = {
+        f.name: _dump(v) if f.name in _JSON_FIELDS and v is not None else v
+        for f in fields(record)
+        for v in [getattr(record, f.name)]
+    }
+    marks = ", ".join("?" * len(row))
+    db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", tuple(row.values()))
+
+
+def _decode(cls: type[_T], row: sqlite3.Row) -> _T:
+    values: dict[str, Any] = {}
+    for f in fields(cast(Any, cls)):
+        value = row[f.name]
+        if f.name in _JSON_FIELDS and value is not None:
+            value = json.loads(value)
+            value = tuple(value) if f.name in _TUPLE_FIELDS else value
+        values[f.name] = bool(value) if f.name == "revoked" else value
+    return cast(Callable[..., _T], cls)(**values)
+
+
+class Store:
+    """Events, trace closes, decisions, approvals, grants, the token budget and settings."""
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        target = ":memory:" if path is None else os.fspath(path)
+        # isolation_level=None: transactions are explicit, so none stays open between calls.
+        self._conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._setup(file=path is not None)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self, *, file: bool) -> None:
+        # The server and a CLI may share the file: wait for the other's write lock, do not fail.
+        self._conn.execute("PRAGMA busy_timeout = 10000")
+        if file:
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"store schema {version} is newer than {SCHEMA_VERSION}")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            # Migrations from an older `version` go here.
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @classmethod
+    def in_data_dir(
+        cls, data_dir: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> Store:
+        return cls(Path(data_dir) / DB_NAME, clock=clock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # never leave a half-done write holding the lock
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: answers built from several queries come from one snapshot."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def new_id(self, prefix: str) -> str:
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO counters VALUES (?, 0)", (prefix,))
+            db.execute("UPDATE counters SET value = value + 1 WHERE prefix = ?", (prefix,))
+            value = db.execute("SELECT value FROM counters WHERE prefix = ?", (prefix,)).fetchone()
+        return f"{prefix}_{value[0]}"
+
+    # -- telemetry -------------------------------------------------------------------------------
+
+    def add_events(
+        self, agent_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        """Stores a batch under the authenticated `agent_id`; returns the events that were new.
+
+        A known eventId is a duplicate and is not stored again, so the caller acts on new events
+        only (a retried batch must not, say, reconcile a token reservation twice).
+        """
+        fresh: list[Mapping[str, Any]] = []
+        now = self._clock()
+        with self._write() as db:
+            for event in events:
+                eid, trace, kind, name, occurred, root = (_str(event.get(k)) for k in _EVENT_KEYS)
+                at = parse_time(occurred)
+                row = (eid or f"anon_{uuid.uuid4().hex}", trace, kind, name, occurred, root)
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO events (event_id, trace_id, type, name, occurred_at,"
+                    " root_request, agent_id, at, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?, ?)",
+                    (*row, agent_id, now if at is None else at, now, _dump(event)),
+                ).rowcount
+                if inserted:
+                    fresh.append(event)
+        return fresh
+
+    def events(
+        self, trace_id: str | None = None, agent_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT body FROM events WHERE (?1 IS NULL OR trace_id = ?1)"
+            " AND (?2 IS NULL OR agent_id = ?2) ORDER BY seq",
+            trace_id,
+            agent_id,
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    def event_count(self) -> int:
+        return int(self._all("SELECT COUNT(*) FROM events")[0][0])
+
+    def add_trace_close(self, agent_id: str, close: Mapping[str, Any]) -> bool:
+        """Keeps the first close of a trace; a repeated (retried) close changes nothing."""
+        trace_id = _str(close.get("traceId"))
+        if trace_id is None:
+            return False
+        now = self._clock()
+        at = parse_time(close.get("occurredAt"))
+        row = (trace_id, agent_id, _str(close.get("status")), _str(close.get("rootRequest")))
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO trace_closes (trace_id, agent_id, status, root_request, at,"
+                " received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*row, now if at is None else at, now, _dump(close)),
+            )
+        return cursor.rowcount == 1
+
+    # -- decisions & approvals -------------------------------------------------------------------
+
+    def add_decision(self, record: DecisionRecord) -> None:
+        try:
+            with self._write() as db:
+                _insert(db, "decisions", record)
+        except sqlite3.IntegrityError:
+            raise ValueError(f"decision {record.decision_id} is already stored") from None
+
+    def decisions(self, trace_id: str | None = None) -> list[DecisionRecord]:
+        rows = self._all(
+            "SELECT * FROM decisions WHERE ?1 IS NULL OR trace_id = ?1 ORDER BY seq", trace_id
+        )
+        return [_decode(DecisionRecord, row) for row in rows]
+
+    def create_approval(
+        self,
+        approval_id: str,
+        decision_id: str,
+        agent_id: str,
+        permission: str,
+        context: Any,
+        trace_id: str | None,
+        ttl_s: float,
+    ) -> Approval:
+        now = self._clock()
+        who = (approval_id, decision_id, agent_id, permission, context, trace_id)
+        approval = Approval(*who, "pending", now, now + ttl_s, None)
+        with self._write() as db:
+            _insert(db, "approvals", approval)
+        return approval
+
+    def _approval(self, row: sqlite3.Row, now: float) -> Approval:
+        """The effective approval: a pending one past its expiry reads as expired."""
+        approval = _decode(Approval, row)
+        if approval.status == "pending" and approval.expires_at <= now:
+            return replace(approval, status="expired")
+        return approval
+
+    def approval(self, approval_id: str) -> Approval | None:
+        rows = self._all("SELECT * FROM approvals WHERE approval_id = ?", approval_id)
+        return self._approval(rows[0], self._clock()) if rows else None
+
+    def approvals(self, status: str | None = None) -> list[Approval]:
+        now = self._clock()
+        rows = self._all("SELECT * FROM approvals ORDER BY created_at, rowid")
+        found = [self._approval(row, now) for row in rows]
+        return [a for a in found if status is None or a.status == status]
+
+    def decide_approval(self, approval_id: str, approved: bool) -> Approval:
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute("SELECT * FROM approvals WHERE approval_id = ?", (approval_id,))
+            found = row.fetchone()
+            if found is None:
+                raise KeyError(approval_id)
+            current = self._approval(found, now)
+            if current.status != "pending":
+                raise ValueError(f"approval {approval_id} is {current.status}, not pending")
+            decided = replace(current, status="approved" if approved else "denied", decided_at=now)
+            db.execute(
+                "UPDATE approvals SET status = ?, decided_at = ? WHERE approval_id = ?",
+                (decided.status, now, approval_id),
+            )
+        return decided
+
+    # -- delegation ------------------------------------------------------------------------------
+
+    def create_grant(self, grant: Grant) -> None:
+        try:
+            with self._write() as db:
+                _insert(db, "grants", grant)
+        except sqlite3.IntegrityError:
+            raise ValueError(f"grant {grant.grant_id} is already stored") from None
+
+    def grant(self, grant_id: str) -> Grant | None:
+        rows = self._all("SELECT * FROM grants WHERE grant_id = ?", grant_id)
+        return _decode(Grant, rows[0]) if rows else None
+
+    def revoke_grant(self, grant_id: str) -> list[str]:
+        """Revokes the grant and its whole subtree; returns every id in it, root first."""
+        with self._write() as db:
+            rows = db.execute(
+                "WITH RECURSIVE sub(id, depth, pos) AS (SELECT grant_id, 0, rowid FROM grants"
+                " WHERE grant_id = ? UNION SELECT g.grant_id, sub.depth + 1, g.rowid FROM grants g"
+                " JOIN sub ON g.parent_id = sub.id) SELECT id FROM sub ORDER BY depth, pos",
+                (grant_id,),
+            ).fetchall()
+            if not rows:
+                raise KeyError(grant_id)
+            ids = [str(row[0]) for row in rows]
+            db.executemany("UPDATE grants SET revoked = 1 WHERE grant_id = ?", [(i,) for i in ids])
+        return ids
+
+    def grant_usable(self, grant_id: str, now: float | None = None) -> bool:
+        """Exists, unexpired, and neither it nor any ancestor is revoked.
+
+        A dangling parent id makes the grant unusable: a chain that cannot be checked grants
+        nothing.
+        """
+        when = self._clock() if now is None else now
+        rows = self._all(
+            "WITH RECURSIVE up(id) AS (SELECT ? UNION SELECT g.parent_id FROM grants g"
+            " JOIN up ON g.grant_id = up.id WHERE g.parent_id IS NOT NULL)"
+            " SELECT up.id, g.revoked, g.expires_at FROM up LEFT JOIN grants g ON g.grant_id = up.id",
+            grant_id,
+        )
+        own = next(row for row in rows if row[0] == grant_id)
+        if own[1] is None or own[2] <= when:
+            return False
+        return all(row[1] == 0 for row in rows)
+
+    # -- LLM token budget ------------------------------------------------------------------------
+
+    def reserve_tokens(
+        self, agent_id: str, tokens: int, trace_id: str | None, decision_id: str
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO token_ledger (agent_id, trace_id, decision_id, reserved, state,"
+                " created_at) VALUES (?, ?, ?, ?, 'reserved', ?)",
+                (agent_id, trace_id, decision_id, tokens, self._clock()),
+            )
+
+    def tokens_committed(self, agent_id: str) -> int:
+        """Used tokens plus those still reserved: what a new reservation must fit beside."""
+        return int(
+            self._all(
+                "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved"
+                " ELSE used END), 0) FROM token_ledger WHERE agent_id = ?",
+                agent_id,
+            )[0][0]
+        )
+
+    def reconcile_tokens(self, agent_id: str, trace_id: str | None, actual_tokens: int) -> bool:
+        """Turns the matching open reservation into actual use; without one, records use anyway."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT seq FROM token_ledger WHERE agent_id = ? AND state = 'reserved'"
+                " ORDER BY (trace_id IS ? AND ? IS NOT NULL) DESC, seq LIMIT 1",
+                (agent_id, trace_id, trace_id),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "UPDATE token_ledger SET state = 'reconciled', used = ? WHERE seq = ?",
+                    (actual_tokens, row[0]),
+                )
+                return True
+            db.execute(
+                "INSERT INTO token_ledger (agent_id, trace_id, reserved, used, state, created_at)"
+                " VALUES (?, ?, 0, ?, 'unreserved', ?)",
+                (agent_id, trace_id, actual_tokens, self._clock()),
+            )
+            return False
+
+    def tokens_used(self, agent_id: str) -> int:
+        rows = self._all(
+            "SELECT COALESCE(SUM(used), 0) FROM token_ledger WHERE agent_id = ?", agent_id
+        )
+        return int(rows[0][0])
+
+    # -- settings --------------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        rows = self._all("SELECT value FROM settings WHERE key = ?", key)
+        return str(rows[0][0]) if rows else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
+
+    def set_setting_if_absent(self, key: str, value: str) -> str:
+        """The first writer wins, across threads and processes; everyone gets the stored value."""
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", (key, value))
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return str(row[0])
+
+    # -- queries for the CLI ---------------------------------------------------------------------
+
+    def traces(self, last: int = 20) -> list[TraceSummary]:
+        """The `last` traces by start, newest first; any event, decision or close names one."""
+        with self._read() as db:
+            ids = db.execute(
+                "SELECT trace_id, MIN(at) AS started FROM ("
+                " SELECT trace_id, at FROM events WHERE trace_id IS NOT NULL UNION ALL"
+                " SELECT trace_id, created_at FROM decisions WHERE trace_id IS NOT NULL UNION ALL"
+                " SELECT trace_id, at FROM trace_closes)"
+                " GROUP BY trace_id ORDER BY started DESC, trace_id DESC LIMIT ?",
+                (max(last, 0),),
+            ).fetchall()
+            return [_summary(db, row[0], row[1]) for row in ids]
+
+    def timeline(self, trace_id: str) -> list[TimelineEntry]:
+        """Everything in a trace by time; equal times keep events, decisions, approvals, close."""
+        now = self._clock()
+        with self._read() as db:
+
+            def rows(sql: str) -> list[sqlite3.Row]:
+                return db.execute(sql, (trace_id,)).fetchall()
+
+            entries = [
+                TimelineEntry(r["at"], "event", json.loads(r["body"]))
+                for r in rows("SELECT at, body FROM events WHERE trace_id = ? ORDER BY seq")
+            ]
+            entries += [
+                TimelineEntry(r["created_at"], "decision", asdict(_decode(DecisionRecord, r)))
+                for r in rows("SELECT * FROM decisions WHERE trace_id = ? ORDER BY seq")
+            ]
+            entries += [
+                TimelineEntry(r["created_at"], "approval", asdict(self._approval(r, now)))
+                for r in rows(
+                    "SELECT * FROM approvals WHERE trace_id = ?1 OR decision_id IN (SELECT"
+                    " decision_id FROM decisions WHERE trace_id = ?1) ORDER BY created_at, rowid"
+                )
+            ]
+            entries += [
+                TimelineEntry(r["at"], "close", json.loads(r["body"]))
+                for r in rows("SELECT at, body FROM trace_closes WHERE trace_id = ?")
+            ]
+        return sorted(entries, key=lambda entry: entry.at)
+
+
+def _summary(db: sqlite3.Connection, trace_id: str, started: float) -> TraceSummary:
+    ev = db.execute(
+        "SELECT COUNT(*),"
+        " (SELECT agent_id FROM events WHERE trace_id = ?1 ORDER BY seq LIMIT 1),"
+        " (SELECT root_request FROM events WHERE trace_id = ?1 AND root_request IS NOT NULL"
+        "  ORDER BY seq LIMIT 1)"
+        " FROM events WHERE trace_id = ?1",
+        (trace_id,),
+    ).fetchone()
+    dec = db.execute(
+        "SELECT COUNT(*), (SELECT agent_id FROM decisions WHERE trace_id = ?1 ORDER BY seq LIMIT 1)"
+        " FROM decisions WHERE trace_id = ?1",
+        (trace_id,),
+    ).fetchone()
+    close = db.execute(
+        "SELECT agent_id, status, root_request, at FROM trace_closes WHERE trace_id = ?",
+        (trace_id,),
+    ).fetchone() or (None, None, None, None)
+    return TraceSummary(
+        trace_id=trace_id,
+        agent_id=ev[1] or dec[1] or close[0] or "",
+        root_request=ev[2] or close[2],
+        status=close[1],
+        started_at=started,
+        ended_at=close[3],
+        event_count=int(ev[0]),
+        decision_count=int(dec[0]),
+    )
