@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 from tracengent import Actor, AgentEvent, Money, Usage
 from tracengent._encode import EventDefaults, encode_event, encode_object, event_object, join_batch
 
-DEFAULTS = EventDefaults(
-    agent_id="demo-agent", environment="production", default_tags=("eu", "production")
-)
+DEFAULTS = EventDefaults.of("demo-agent", "production", ("eu", "production"))
 
 json_values = st.recursive(
     st.none()

@@ -13,7 +13,7 @@ import httpx
 
 from ._auth import AgentTokenProvider
 from ._dispatch import Connection, EventDispatcher
-from ._events import AgentEvent, new_id, utc_now_iso
+from ._events import AgentEvent
 from ._flow import Flow, run_sync
 from ._logs import RateLimitedLog
 from ._options import LOCAL, TracengentConfigError, TracengentOptions
@@ -33,20 +33,8 @@ class ClientCore:
         self._log = RateLimitedLog()
 
     def record(self, event: AgentEvent) -> None:
-        """Fill the caller-side defaults and enqueue; never blocks, never raises."""
-        try:
-            if event.event_id is None:
-                event.event_id = new_id("evt")
-            if event.agent_id is None:
-                event.agent_id = self.options.agent_id
-            if event.occurred_at is None:
-                event.occurred_at = utc_now_iso()
-            self.dispatcher.enqueue(event)
-        except Exception:  # noqa: BLE001 - not an AgentEvent, or a setter that raises
-            self.dispatcher.stats.drop("unencodable")
-            self._log.warning(
-                "bad_event", "record() was given %r, not an AgentEvent; dropped", type(event)
-            )
+        """Enqueue; never blocks, never raises. What is not an event is counted when encoded."""
+        self.dispatcher.enqueue(event)
 
     def run_sync(self, flow: Flow[T]) -> T:
         """Run a flow with blocking I/O on this client's connection."""

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from time import time_ns as _time_ns
 from typing import Any, Literal
 
 import httpx
@@ -56,7 +57,7 @@ class _TraceClose:
     wire: dict[str, Any]
 
 
-_Item = AgentEvent | _Flush | _TraceClose
+_Item = tuple[AgentEvent, int] | _Flush | _TraceClose  # an event with the time it was recorded
 _Builder = Callable[..., httpx.Request]
 _DROP_REASON = {
     Outcome.TOO_LARGE: "oversize",
@@ -136,10 +137,8 @@ class EventDispatcher:
     def __init__(self, options: TracengentOptions, connection: Connection) -> None:
         self._options = options
         self._connection = connection
-        self._defaults = EventDefaults(
-            agent_id=options.agent_id,
-            environment=options.environment,
-            default_tags=tuple(options.default_tags),
+        self._defaults = EventDefaults.of(
+            options.agent_id, options.environment, options.default_tags
         )
         self._policy = RetryPolicy.from_options(options)
         self._capacity = options.queue_capacity
@@ -164,6 +163,8 @@ class EventDispatcher:
     # --- caller side: never blocks, never raises ---------------------------------------------
 
     def enqueue(self, event: AgentEvent) -> bool:
+        """The whole of `record()` on the caller: stamp the time and append. Defaults, ids and
+        encoding happen on the dispatcher thread."""
         if self._closed:
             self.stats.drop("closed")
             return False
@@ -174,7 +175,7 @@ class EventDispatcher:
                 "queue_full", "queue full (%d events); dropping events", self._capacity
             )
             return False
-        queue.append(event)
+        queue.append((event, _time_ns()))
         if self._thread is None:
             self._start_thread()
         elif len(queue) >= self._batch_size and not self._wake.is_set():
@@ -263,10 +264,10 @@ class EventDispatcher:
         max_bytes, defaults = self._options.max_event_bytes, self._defaults
         while queue and len(batch) < self._batch_size:
             item = queue[0]
-            if not isinstance(item, AgentEvent):
+            if type(item) is not tuple:
                 break
             queue.popleft()
-            encoded = encode_event(item, defaults)
+            encoded = encode_event(item[0], defaults, item[1])
             if encoded is None:
                 self.stats.drop("unencodable")
             elif len(encoded) > max_bytes:
@@ -283,7 +284,7 @@ class EventDispatcher:
 
     def _handle_marker(self) -> None:
         queue = self._queue
-        if not queue or isinstance(queue[0], AgentEvent):
+        if not queue or type(queue[0]) is tuple:
             return
         item = queue.popleft()
         if isinstance(item, _Flush):
@@ -320,11 +321,11 @@ class EventDispatcher:
         events = 0
         while self._queue:
             item = self._queue.popleft()
-            if isinstance(item, AgentEvent):
+            if type(item) is tuple:
                 events += 1
             elif isinstance(item, _TraceClose):
                 self.stats.close_sent(False)
-            else:
+            elif isinstance(item, _Flush):
                 item.done.set()
         self.stats.drop("undeliverable", events)
 

@@ -16,7 +16,15 @@ import pydantic_core
 from pydantic import BaseModel
 from tracengent_api import models as wire
 
-from ._events import Actor, AgentEvent, Money, Usage, merge_tags, new_id, utc_timestamp
+from ._events import (
+    AgentEvent,
+    Money,
+    merge_tags,
+    new_id,
+    utc_iso_from_ns,
+    utc_now_iso,
+    utc_timestamp,
+)
 from ._jsonsafe import to_jsonable
 
 
@@ -24,11 +32,25 @@ def _aliases(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
     return tuple((name, field.alias or name) for name, field in model.model_fields.items())
 
 
-_EVENT = _aliases(wire.Event)
 _MONEY = _aliases(wire.Money)
 _USAGE = _aliases(wire.Usage)
 _ACTOR = _aliases(wire.Actor)
 _CLOSE = _aliases(wire.TraceClose)
+
+# The hot path builds the event object field by field, in this order; it must be the generated
+# model's order (the contract's key order). A regenerated model with other fields fails here, at
+# import, rather than sending keys out of order.
+_EVENT_FIELDS = (
+    "event_id", "idempotency_key", "agent_id", "trace_id", "parent_event_id", "type", "name",
+    "status", "cost", "usage", "actor", "input", "output", "attributes", "occurred_at",
+    "duration_ms", "tags", "root_request",
+)  # fmt: skip
+if tuple(wire.Event.model_fields) != _EVENT_FIELDS:  # pragma: no cover - a contract change
+    raise ImportError("tracengent_api.models.Event changed: update _EVENT_FIELDS in _encode.py")
+(
+    K_ID, K_IDEMPOTENCY, K_AGENT, K_TRACE, K_PARENT, K_TYPE, K_NAME, K_STATUS, K_COST, K_USAGE,
+    K_ACTOR, K_INPUT, K_OUTPUT, K_ATTRIBUTES, K_AT, K_DURATION, K_TAGS, K_ROOT,
+) = (wire.Event.model_fields[name].alias or name for name in _EVENT_FIELDS)  # fmt: skip
 
 
 def _object(keys: tuple[tuple[str, str], ...], values: dict[str, Any]) -> dict[str, Any]:
@@ -36,25 +58,11 @@ def _object(keys: tuple[tuple[str, str], ...], values: dict[str, Any]) -> dict[s
     return {alias: value for name, alias in keys if (value := values.get(name)) is not None}
 
 
-def _money(money: Money | None) -> dict[str, Any] | None:
-    if money is None:
-        return None
+def _money(money: Money) -> dict[str, Any]:
     amount = money.amount
     if not isinstance(amount, int | float):  # a Decimal: a JSON number, not pydantic's string
         amount = to_jsonable(amount)  # type: ignore[assignment]
     return _object(_MONEY, {"amount": amount, "currency": money.currency})
-
-
-def _usage(usage: Usage | None) -> dict[str, Any] | None:
-    if usage is None:
-        return None
-    return _object(_USAGE, {"tokens": usage.tokens, "model": usage.model}) or None
-
-
-def _actor(actor: Actor | None) -> dict[str, Any] | None:
-    if actor is None:
-        return None
-    return _object(_ACTOR, {"user_id": actor.user_id}) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,33 +72,62 @@ class EventDefaults:
     agent_id: str
     environment: str
     default_tags: tuple[str, ...]
+    tags: list[str]  # environment + default tags: what an event without tags of its own carries
+
+    @classmethod
+    def of(cls, agent_id: str, environment: str, default_tags: Sequence[str]) -> EventDefaults:
+        tags = tuple(default_tags)
+        return cls(agent_id, environment, tags, merge_tags(environment, tags, None))
 
 
-def event_object(event: AgentEvent, defaults: EventDefaults) -> dict[str, Any]:
-    """The wire object of `event`, with the client's defaults filled in (the event is not changed)."""
-    return _object(
-        _EVENT,
-        {
-            "event_id": event.event_id or new_id("evt"),
-            "idempotency_key": event.idempotency_key,
-            "agent_id": event.agent_id or defaults.agent_id,
-            "trace_id": event.trace_id,
-            "parent_event_id": event.parent_event_id,
-            "type": event.type,
-            "name": event.name,
-            "status": event.status,
-            "cost": _money(event.cost),
-            "usage": _usage(event.usage),
-            "actor": _actor(event.actor),
-            "input": event.input,
-            "output": event.output,
-            "attributes": event.attributes,
-            "occurred_at": utc_timestamp(event.occurred_at),
-            "duration_ms": event.duration_ms,
-            "tags": merge_tags(defaults.environment, defaults.default_tags, event.tags),
-            "root_request": event.root_request,
-        },
+def event_object(
+    event: AgentEvent, defaults: EventDefaults, recorded_ns: int | None = None
+) -> dict[str, Any]:
+    """The wire object of `event`, with the client's defaults filled in (the event is not changed).
+
+    `recorded_ns` is when `record()` was called; it is the event's time unless it has its own.
+    Written out field by field: this runs once per event and is the dispatcher's main cost.
+    """
+    e = event
+    d: dict[str, Any] = {K_ID: e.event_id or new_id("evt")}
+    if e.idempotency_key is not None:
+        d[K_IDEMPOTENCY] = e.idempotency_key
+    d[K_AGENT] = e.agent_id or defaults.agent_id
+    if e.trace_id is not None:
+        d[K_TRACE] = e.trace_id
+    if e.parent_event_id is not None:
+        d[K_PARENT] = e.parent_event_id
+    d[K_TYPE] = e.type
+    d[K_NAME] = e.name
+    d[K_STATUS] = e.status
+    if e.cost is not None:
+        d[K_COST] = _money(e.cost)
+    if e.usage is not None and (
+        usage := _object(_USAGE, {"tokens": e.usage.tokens, "model": e.usage.model})
+    ):
+        d[K_USAGE] = usage
+    if e.actor is not None and e.actor.user_id is not None:
+        d[K_ACTOR] = _object(_ACTOR, {"user_id": e.actor.user_id})
+    if e.input is not None:
+        d[K_INPUT] = e.input
+    if e.output is not None:
+        d[K_OUTPUT] = e.output
+    if e.attributes is not None:
+        d[K_ATTRIBUTES] = e.attributes
+    if e.occurred_at is not None:
+        d[K_AT] = utc_timestamp(e.occurred_at)
+    else:
+        d[K_AT] = utc_iso_from_ns(recorded_ns) if recorded_ns is not None else utc_now_iso()
+    if e.duration_ms is not None:
+        d[K_DURATION] = e.duration_ms
+    d[K_TAGS] = (
+        defaults.tags
+        if e.tags is None
+        else merge_tags(defaults.environment, defaults.default_tags, e.tags)
     )
+    if e.root_request is not None:
+        d[K_ROOT] = e.root_request
+    return d
 
 
 def _fallback(value: Any) -> Any:
@@ -106,10 +143,12 @@ def encode_object(obj: dict[str, Any]) -> bytes:
         return pydantic_core.to_json(to_jsonable(obj), inf_nan_mode="strings")
 
 
-def encode_event(event: AgentEvent, defaults: EventDefaults) -> bytes | None:
+def encode_event(
+    event: AgentEvent, defaults: EventDefaults, recorded_ns: int | None = None
+) -> bytes | None:
     """The event's bytes, or None if it cannot be encoded at all (it is then dropped, counted)."""
     try:
-        return encode_object(event_object(event, defaults))
+        return encode_object(event_object(event, defaults, recorded_ns))
     except Exception:  # noqa: BLE001 - telemetry never raises into the agent
         return None
 

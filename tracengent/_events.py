@@ -175,8 +175,13 @@ def utc_now_iso() -> str:
 
     Always the same width (microseconds even when zero), so the strings also sort by time.
     """
+    return utc_iso_from_ns(_time_ns())
+
+
+def utc_iso_from_ns(ns: int) -> str:
+    """`utc_now_iso` for a `time.time_ns()` taken earlier: the caller stamps, the dispatcher formats."""
     global _now_cache
-    micros = _time_ns() // 1000
+    micros = ns // 1000
     second, fraction = divmod(micros, 1_000_000)
     cached = _now_cache
     if cached[0] != second:
