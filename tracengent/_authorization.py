@@ -7,6 +7,7 @@ into the agent except `NotAuthorizedException` from `ensure_authorized`, which i
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -133,15 +134,25 @@ def enforce_obligations(decision: AuthDecision, context: Mapping[str, Any] | Non
     return decision
 
 
-def _request_build(
-    core: ClientCore, bearer: str | None, make: Callable[[str | None, str | None], httpx.Request]
-) -> tuple[Callable[[str | None], httpx.Request], bool]:
-    """How to build a governance request: a delegated bearer, the agent's token or its ingest key."""
+def call_platform(
+    core: ClientCore,
+    build: Callable[..., httpx.Request],
+    bearer: str | None = None,
+    timeout: float | None = None,
+) -> Flow[httpx.Response]:
+    """Send `build(bearer_token=…, ingest_key=…)` with the right credentials: a delegated bearer
+    (never mixed with the agent's own), else the agent's token (refetched once on a 401), else
+    its ingest key."""
     if bearer is not None:
-        return (lambda _token: make(bearer, None)), False
-    if core.connection.tokens is not None:
-        return (lambda token: make(token, None)), True
-    return (lambda _token: make(None, core.options.ingest_key)), False
+        make, uses_token = (lambda _t: build(bearer_token=bearer)), False
+    elif core.connection.tokens is not None:
+        make, uses_token = (lambda t: build(bearer_token=t, ingest_key=None)), True
+    else:
+        key = core.options.ingest_key
+        make, uses_token = (lambda _t: build(bearer_token=None, ingest_key=key)), False
+    deadline = core.options.authorize_timeout_s if timeout is None else timeout
+    response: httpx.Response = yield from authed(make, deadline, uses_token)
+    return response
 
 
 def _failure(what: str, error: Exception) -> str:
@@ -173,16 +184,9 @@ def authorize_flow(
         )
     except (ValidationError, ValueError, TypeError) as error:
         return AuthDecision.deny(f"authorize not sent: the context is not valid ({error})")
-    base_url = core.options.base_url
-    build, uses_token = _request_build(
-        core,
-        bearer,
-        lambda token, key: api.build_authorize(
-            body, base_url=base_url, bearer_token=token, ingest_key=key
-        ),
-    )
+    build = functools.partial(api.build_authorize, body, base_url=core.options.base_url)
     try:
-        response = yield from authed(build, core.options.authorize_timeout_s, uses_token)
+        response = yield from call_platform(core, build, bearer)
         return AuthDecision.from_wire(api.parse_authorize(response))
     except Exception as error:  # noqa: BLE001 - every failure is a deny that says why
         return AuthDecision.deny(_failure("authorize", error))
@@ -199,19 +203,12 @@ def approval_flow(
     options = core.options
     timeout = options.approval_timeout_s if timeout is None else timeout
     poll_interval = options.approval_poll_interval_s if poll_interval is None else poll_interval
-    base_url = options.base_url
-    build, uses_token = _request_build(
-        core,
-        bearer,
-        lambda token, key: api.build_get_approval(
-            approval_id, base_url=base_url, bearer_token=token, ingest_key=key
-        ),
-    )
+    build = functools.partial(api.build_get_approval, approval_id, base_url=options.base_url)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            response = yield from authed(
-                build, min(core.options.authorize_timeout_s, timeout), uses_token
+            response = yield from call_platform(
+                core, build, bearer, min(options.authorize_timeout_s, timeout)
             )
             status = _text(api.parse_get_approval(response).status)
         except Exception:  # noqa: BLE001 - a failed poll is retried until the deadline

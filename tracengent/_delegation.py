@@ -8,6 +8,7 @@ larger amount) so that a widening is refused without a round trip; the platform 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -16,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import tracengent_api as api
 from pydantic import ValidationError
 
-from ._authorization import AuthDecision, authorize_flow
+from ._authorization import AuthDecision, authorize_flow, call_platform
 from ._events import Number
-from ._flow import Flow, authed
+from ._flow import Flow
 from ._jsonsafe import to_jsonable
 from ._permissions import TokenClaims, any_permission_matches, read_claims
 
@@ -86,15 +87,11 @@ class _SessionBase:
             raise DelegationException(
                 f"attenuate not sent: the request is not valid ({error})"
             ) from None
-        grant_id, token, base_url = self.grant_id or "", self.token, self._core.options.base_url
+        build = functools.partial(
+            api.build_attenuate, self.grant_id or "", body, base_url=self._core.options.base_url
+        )
         try:
-            response = yield from authed(
-                lambda _t: api.build_attenuate(
-                    grant_id, body, base_url=base_url, bearer_token=token
-                ),
-                self._core.options.authorize_timeout_s,
-                uses_token=False,
-            )
+            response = yield from call_platform(self._core, build, bearer=self.token)
             return api.parse_attenuate(response).token.access_token
         except api.ApiError as error:
             raise DelegationException(

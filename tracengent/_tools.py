@@ -8,6 +8,7 @@ as ungoverned.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import tracengent_api as api
 from pydantic import ValidationError
 
-from ._authorization import _failure, _request_build, _text
-from ._flow import Flow, authed
+from ._authorization import _failure, _text, call_platform
+from ._flow import Flow
 from ._jsonsafe import to_jsonable
 from ._redaction import Redaction
 from ._trace import current_trace
@@ -145,16 +146,9 @@ def tool_authorize_flow(
         body = api.encode_tool_authorize(request)
     except (ValidationError, ValueError, TypeError) as error:
         return ToolDecision.deny(f"tool-authorize not sent: the request is not valid ({error})")
-    base_url = core.options.base_url
-    build, uses_token = _request_build(
-        core,
-        None,
-        lambda token, key: api.build_tool_authorize(
-            body, base_url=base_url, bearer_token=token, ingest_key=key
-        ),
-    )
+    build = functools.partial(api.build_tool_authorize, body, base_url=core.options.base_url)
     try:
-        response = yield from authed(build, core.options.authorize_timeout_s, uses_token)
+        response = yield from call_platform(core, build)
         return ToolDecision.from_wire(api.parse_tool_authorize(response))
     except Exception as error:  # noqa: BLE001 - no decision: fail closed (or open, if asked)
         reason = _failure("tool-authorize", error)

@@ -198,17 +198,6 @@ class AgentTrace(_TraceBase):
         super().__init__(core, root_request, actor_user_id)
         self._client = client
 
-    def __enter__(self) -> AgentTrace:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc_type is not None)
-
     def track_tool_call(self, name: str, call: Callable[[], T], input: Any = None) -> T:
         """Run a tool call, timed, recorded as a `tool_call` event; re-raises its failure."""
         return self._track(EventTypes.TOOL_CALL, name, call, input, None)
@@ -272,17 +261,6 @@ class AsyncAgentTrace(_TraceBase):
         return self
 
     async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc_type is not None)
-
-    def __enter__(self) -> AsyncAgentTrace:
-        return self
-
-    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
