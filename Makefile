@@ -45,3 +45,21 @@ demo-low-level: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
+
+## Benchmarks (bench/): the full suite, its quick mode (CI runs it in the tests), and a run
+## against the published 0.1.0 in a side virtualenv (.bench-venv-0.1.0/) with ratios.
+.PHONY: bench bench-quick bench-compare
+
+bench: $(STAMP)
+	$(PY) -m bench --json bench/results/latest.json
+
+bench-quick: $(STAMP)
+	$(PY) -m bench --quick --json bench/results/quick.json
+
+bench-compare: $(STAMP)
+	$(PY) -m bench --compare --json bench/results/compare.json
+
+## The soak (platform killed and restarted under load) for two minutes instead of CI's seconds.
+.PHONY: soak
+soak: $(STAMP)
+	TRACENGENT_SOAK_SECONDS=120 $(PY) -m pytest -q -m soak tests/test_soak.py

@@ -36,8 +36,11 @@ DATAMODEL_ARGS = (
     "--capitalise-enum-members",
     # an open enum (`Known | str`) must prefer the known member when the value is one
     "--union-mode=left_to_right",
-    # ...which would turn 2.0 into 2 were int lax: a float stays a float, an int an int
-    "--strict-types=int",
+    # ...which would turn 2.0 into 2 were int lax: a float stays a float, an int an int.
+    # Strict bools: an `"allowed": "yes"` or `1` from a confused platform is not an allow.
+    "--strict-types",
+    "int",
+    "bool",
     "--use-annotated",
     "--use-standard-collections",
     "--use-union-operator",

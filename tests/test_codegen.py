@@ -25,14 +25,16 @@ def codegen(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def snapshot_tree(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     """A throwaway project root with the real schema and the committed generated package."""
     shutil.copytree(ROOT / "schema", tmp_path / "schema")
-    shutil.copytree(ROOT / "generated", tmp_path / "generated")
+    shutil.copytree(
+        ROOT / "generated", tmp_path / "generated", ignore=shutil.ignore_patterns("__pycache__")
+    )
     return tmp_path
 
 

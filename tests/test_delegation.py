@@ -147,8 +147,12 @@ def test_an_expired_or_plain_token_cannot_attenuate(platform: PlatformServer) ->
         assert not plain.is_delegated
         with pytest.raises(DelegationException, match="not a delegated token"):
             plain.attenuate_for_call("agt_x", ["hotels:book"])
-        garbage = client.begin_delegated_task("not a jwt")
+        garbage = client.begin_delegated_task("not-a-jwt")
         assert not garbage.is_delegated and garbage.authorize("x").allowed is False
+        spaced = client.begin_delegated_task("two words")
+        assert "whitespace" in spaced.authorize("x").reason
+        with pytest.raises(DelegationException, match="whitespace"):
+            spaced.attenuate_for_call("agt_x", ["x"])
     assert platform.delegations == []
 
 

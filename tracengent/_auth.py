@@ -88,28 +88,35 @@ class AgentTokenProvider:
         """The cached token if it is still good, without any I/O."""
         return self._state.valid(self._clock())
 
-    def get_token(self) -> str | None:
+    def get_token(self, timeout: float | None = None) -> str | None:
         """A valid token, fetching one if needed; None once the credentials were refused.
 
+        `timeout` bounds the whole wait, the queue behind another thread's fetch included.
         Raises `httpx.HTTPError` or `tracengent_api.ApiError` when the token endpoint cannot be
-        reached or answers with anything but a token or a 401.
+        reached in time or answers with anything but a token or a 401.
         """
         state = self._state
         token = state.valid(self._clock())
         if token is not None or state.disabled:
             return token
-        with self._lock:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            raise httpx.TimeoutException("timed out waiting for another thread's token request")
+        try:
             token = state.valid(self._clock())
             if token is not None or state.disabled:
                 return token
-            return self._fetch()
+            left = None if deadline is None else max(0.01, deadline - time.monotonic())
+            return self._fetch(left)
+        finally:
+            self._lock.release()
 
     def invalidate(self, token: str | None = None) -> None:
         """Drop `token` (default: whatever is cached) so the next caller fetches a new one."""
         with self._lock:
             self._state.invalidate(token)
 
-    def _fetch(self) -> str | None:
+    def _fetch(self, timeout: float | None) -> str | None:
         options = self._options
         request = api.build_oauth_token(
             api.TokenRequest(
@@ -119,7 +126,12 @@ class AgentTokenProvider:
             ),
             base_url=options.base_url,
         )
-        response = self._http.send(with_timeout(request, options.request_timeout_s))
+        limit = (
+            options.request_timeout_s
+            if timeout is None
+            else min(timeout, options.request_timeout_s)
+        )
+        response = self._http.send(with_timeout(request, limit))
         try:
             answer = api.parse_oauth_token(response)
         except api.AuthenticationError:

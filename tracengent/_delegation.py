@@ -31,12 +31,25 @@ class DelegationException(Exception):
     """An attenuation (agent-to-agent hop) was refused, locally or by the platform."""
 
 
+def _denied(reason: str) -> Flow[AuthDecision]:
+    return AuthDecision.deny(reason)
+    yield  # a flow that decides without a request
+
+
 class _SessionBase:
     def __init__(self, core: ClientCore, delegated_token: str) -> None:
         self._core = core
+        token = delegated_token.strip() if isinstance(delegated_token, str) else ""
+        # A token that cannot travel in a header (and whose refusal by the HTTP library would
+        # quote it) makes a session that denies and never sends.
+        self._unusable = (
+            "the delegated token is empty or contains whitespace or control characters"
+            if not token or any(c.isspace() or not c.isprintable() for c in token)
+            else None
+        )
         #: The delegated bearer token this session acts under.
-        self.token = delegated_token
-        self._claims = read_claims(delegated_token) or TokenClaims()
+        self.token = token
+        self._claims = (None if self._unusable else read_claims(token)) or TokenClaims()
         #: The grant this token was minted from.
         self.grant_id = self._claims.grant_id
         #: The root principal the chain acts for.
@@ -61,6 +74,8 @@ class _SessionBase:
     def _authorize_flow(
         self, permission: str, context: Mapping[str, Any] | None
     ) -> Flow[AuthDecision]:
+        if self._unusable:
+            return _denied(self._unusable)
         return authorize_flow(self._core, permission, context, bearer=self.token)
 
     def _attenuate_flow(
@@ -103,6 +118,8 @@ class _SessionBase:
             ) from None
 
     def _check_locally(self, requested: list[str], max_amount: Number | None) -> None:
+        if self._unusable:
+            raise DelegationException(self._unusable)
         if not self.is_delegated:
             raise DelegationException("this session's token is not a delegated token (no grant_id)")
         if self._claims.expired(time.time()):

@@ -317,13 +317,17 @@ class EventDispatcher:
                 self.stats.drop(_DROP_REASON[outcome], len(batch))
 
     def _drop_queued(self) -> None:
-        """Count what is still queued as dropped (caller holds the lock)."""
-        events = 0
-        while self._queue:
-            item = self._queue.popleft()
-            if type(item) is tuple:
-                events += 1
-            elif isinstance(item, _TraceClose):
+        """Count what is still queued as dropped (caller holds the lock).
+
+        One pass and a clear: a backlog of a million events must not stretch close() past its
+        timeout one popleft() at a time.
+        """
+        queue = self._queue
+        markers = [item for item in queue if type(item) is not tuple]
+        events = len(queue) - len(markers)
+        queue.clear()
+        for item in markers:
+            if isinstance(item, _TraceClose):
                 self.stats.close_sent(False)
             elif isinstance(item, _Flush):
                 item.done.set()

@@ -8,6 +8,7 @@ the encoded events joined into a JSON array, byte for byte what `encode_ingest_e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,10 +135,17 @@ def _fallback(value: Any) -> Any:
     return to_jsonable(value)
 
 
+_LONG_NUMBER = re.compile(rb"[0-9]{4300}")
+"""Digits past Python's int/str limit: valid JSON that a Python platform refuses to parse."""
+
+
 def encode_object(obj: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON of a wire object; anything JSON cannot hold is encoded or replaced."""
     try:
-        return pydantic_core.to_json(obj, fallback=_fallback, inf_nan_mode="strings")
+        encoded = pydantic_core.to_json(obj, fallback=_fallback, inf_nan_mode="strings")
+        if len(encoded) < 4300 or not _LONG_NUMBER.search(encoded):
+            return encoded
+        return pydantic_core.to_json(to_jsonable(obj), inf_nan_mode="strings")
     except (ValueError, TypeError, RecursionError, pydantic_core.PydanticSerializationError):
         # a circular structure, a non-string key, a failing __getattr__: rebuild safely
         return pydantic_core.to_json(to_jsonable(obj), inf_nan_mode="strings")

@@ -39,9 +39,13 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class GetToken:
-    """The current bearer token; with `stale`, a fresh one unless someone already replaced it."""
+    """The current bearer token; with `stale`, a fresh one unless someone already replaced it.
+
+    `timeout` bounds a fetch the way it bounds the call that needs the token.
+    """
 
     stale: str | None = None
+    timeout: float | None = None
 
 
 Step = Send | Sleep | GetToken
@@ -61,12 +65,23 @@ def with_timeout(request: httpx.Request, seconds: float) -> httpx.Request:
 def authed(
     build: Callable[[str | None], httpx.Request], timeout: float, uses_token: bool
 ) -> Flow[httpx.Response]:
-    """Send `build(token)`; on a 401 get a fresh token and resend once (API.md)."""
-    token = (yield GetToken()) if uses_token else None
-    response: httpx.Response = yield Send(build(token), timeout)
+    """Send `build(token)`; on a 401 get a fresh token and resend once (API.md).
+
+    `timeout` is one deadline for all of it: a slow token fetch leaves less time for the call.
+    """
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise httpx.TimeoutException(f"no answer within {timeout:g}s")
+        return remaining
+
+    token = (yield GetToken(timeout=left())) if uses_token else None
+    response: httpx.Response = yield Send(build(token), left())
     if response.status_code == 401 and uses_token:
-        token = yield GetToken(stale=token)
-        response = yield Send(build(token), timeout)
+        token = yield GetToken(stale=token, timeout=left())
+        response = yield Send(build(token), left())
     return response
 
 
@@ -125,7 +140,7 @@ def _token_sync(tokens: AgentTokenProvider | None, step: GetToken) -> str:
         raise TokenUnavailable("no client credentials configured")
     if step.stale is not None:
         tokens.invalidate(step.stale)
-    token = tokens.get_token()
+    token = tokens.get_token(step.timeout)
     if token is None:
         raise TokenUnavailable("the token endpoint refused the client credentials (401)")
     return token

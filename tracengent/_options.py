@@ -253,6 +253,18 @@ def _check_credentials(o: TracengentOptions) -> list[str]:
     ]
     if problems:
         return problems
+    # A credential read from a file often ends in a newline. It cannot travel in a header, and
+    # the HTTP library's refusal would quote it: refuse it here, naming the option, not the value.
+    problems = [
+        f"{name} contains whitespace or control characters (a trailing newline from a file?): "
+        f"strip it before passing TracengentOptions({name}=...)"
+        for name in ("client_id", "client_secret", "ingest_key")
+        if isinstance(getattr(o, name), str)
+        and _present(getattr(o, name))
+        and any(c.isspace() or not c.isprintable() for c in getattr(o, name))
+    ]
+    if problems:
+        return problems
     has_id, has_secret = _present(o.client_id), _present(o.client_secret)
     # A half-set pair is always a mistake, even with an ingest key to fall back on: falling
     # back silently would hide that the preferred credential is not in use.

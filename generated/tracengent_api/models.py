@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class Actor(BaseModel):
@@ -92,7 +92,7 @@ class AuthorizeResponse(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True,
     )
-    allowed: bool
+    allowed: StrictBool
     status: Annotated[DecisionStatus | str, Field(union_mode="left_to_right")]
     reason: str | None = None
     decision_id: Annotated[str | None, Field(alias="decisionId")] = None
@@ -322,7 +322,7 @@ class ToolAuthorizeResponse(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True,
     )
-    allowed: bool
+    allowed: StrictBool
     status: Annotated[DecisionStatus | str, Field(union_mode="left_to_right")]
     outcome: Annotated[ToolOutcome | str | None, Field(union_mode="left_to_right")] = None
     reason: str | None = None
