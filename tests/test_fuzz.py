@@ -426,14 +426,21 @@ def test_attenuate_returns_a_session_only_for_a_well_formed_token_answer(
     parent = make_jwt(
         {"grant_id": "dlg_1", "delegated_permissions": ["hotels:*"], "exp": NOW + 3600}
     )
-    platform = Platform(attenuate=(status, body_of(body)))
+    # The platform allows whatever a usable token asks: only an unusable child must not.
+    platform = Platform(
+        attenuate=(status, body_of(body)),
+        **{"/v1/authorize": (200, json.dumps(VALID_ALLOW).encode())},
+    )
     client = client_for(platform)
+    granted = None
     try:
         session = client.begin_delegated_task(parent)
         try:
             child = session.attenuate_for_call("agt_child", ["hotels:book"])
         except DelegationException:
             child = None
+        if child is not None:
+            granted = child.authorize("hotels:book").allowed
     finally:
         client.close(0.5)
     token = body.get("token") if isinstance(body, dict) else None
@@ -442,7 +449,9 @@ def test_attenuate_returns_a_session_only_for_a_well_formed_token_answer(
     )
     if child is not None:
         assert 200 <= status < 300 and isinstance(minted, str), (status, body)
-        assert child.token == minted
+        assert child.token == minted.strip()
+        if not child.token or any(c.isspace() or not c.isprintable() for c in child.token):
+            assert granted is False  # a token that cannot be sent makes a session that denies
     if 200 <= status < 300 and body == VALID_CHILD:
         assert child is not None and child.token == VALID_CHILD["token"]["accessToken"]
 
@@ -868,6 +877,35 @@ def test_each_hostile_payload_costs_nothing(index: int) -> None:
     assert raised == [] and ingest.refused == []
     assert ingest.ids == ["evt_before", "evt_h", "evt_after"]
     assert client.dropped_count == 0
+
+
+MISTYPED: list[dict[str, Any]] = [
+    {"name": None},
+    {"type": None},
+    {"tags": [1, "ok"]},
+    {"tags": "solo"},
+    {"duration_ms": 1.5},
+    {"trace_id": 5},
+    {"occurred_at": 1_700_000_000},
+    {"cost": "12 EUR"},
+    {"usage": {"tokens": 5}},
+]
+
+
+@pytest.mark.parametrize("fields", MISTYPED, ids=lambda f: f"{next(iter(f))}={f[next(iter(f))]!r}")
+def test_a_mistyped_field_costs_at_most_its_own_event(fields: dict[str, Any]) -> None:
+    """A field of the wrong type (None as a name, a float duration) is a mistake the agent's
+    type checker may not see; it may cost that event, never the batch it travels in."""
+    odd = AgentEvent(event_id="evt_odd", **{"name": "odd", **fields})
+    ingest, client, raised = deliver(
+        AgentEvent(name="before", event_id="evt_before"),
+        odd,
+        AgentEvent(name="after", event_id="evt_after"),
+    )
+    assert raised == [] and ingest.refused == []
+    assert [i for i in ingest.ids if i != "evt_odd"] == ["evt_before", "evt_after"]
+    stats = client._core.dispatcher.stats
+    assert stats.delivered + stats.dropped_total == 3 and stats.delivered >= 2
 
 
 NOT_EVENTS = [None, 1, "event", {"name": "x"}, [AgentEvent(name="x")], RaisingGetattribute()]

@@ -151,12 +151,67 @@ def encode_object(obj: dict[str, Any]) -> bytes:
         return pydantic_core.to_json(to_jsonable(obj), inf_nan_mode="strings")
 
 
+_TEXT_KEYS = (
+    K_ID,
+    K_IDEMPOTENCY,
+    K_AGENT,
+    K_TRACE,
+    K_PARENT,
+    K_TYPE,
+    K_NAME,
+    K_STATUS,
+    K_AT,
+    K_ROOT,
+)
+_REQUIRED_KEYS = (K_ID, K_AGENT, K_TYPE, K_NAME, K_STATUS, K_AT)
+
+
+def _well_typed(obj: dict[str, Any]) -> bool:
+    """Whether the platform will accept the object's typed fields (a cheap check per event)."""
+    for key in _TEXT_KEYS:
+        value = obj.get(key)
+        if value is not None and type(value) is not str:
+            return False
+    duration = obj.get(K_DURATION)
+    return (
+        all(obj.get(key) is not None for key in _REQUIRED_KEYS)
+        and (duration is None or type(duration) is int)
+        and all(type(tag) is str for tag in obj[K_TAGS])
+    )
+
+
+def _repaired(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """A mistyped event made acceptable (text as text, a whole number of ms), or None when it
+    lacks what an event must have; checked against the generated model, so one bad event never
+    makes the platform refuse its whole batch."""
+    fixed = dict(obj)
+    for key in _TEXT_KEYS:
+        value = fixed.get(key)
+        if value is not None and type(value) is not str:
+            fixed[key] = to_jsonable(value) if isinstance(value, str) else str(to_jsonable(value))
+    duration = fixed.get(K_DURATION)
+    if duration is not None and type(duration) is not int:
+        try:
+            fixed[K_DURATION] = round(duration)
+        except (TypeError, ValueError, OverflowError):
+            del fixed[K_DURATION]
+    fixed[K_TAGS] = [tag if type(tag) is str else str(to_jsonable(tag)) for tag in fixed[K_TAGS]]
+    try:
+        wire.Event.model_validate(fixed)
+    except ValueError:
+        return None
+    return fixed
+
+
 def encode_event(
     event: AgentEvent, defaults: EventDefaults, recorded_ns: int | None = None
 ) -> bytes | None:
     """The event's bytes, or None if it cannot be encoded at all (it is then dropped, counted)."""
     try:
-        return encode_object(event_object(event, defaults, recorded_ns))
+        obj: dict[str, Any] | None = event_object(event, defaults, recorded_ns)
+        if obj is not None and not _well_typed(obj):
+            obj = _repaired(obj)
+        return None if obj is None else encode_object(obj)
     except Exception:  # noqa: BLE001 - telemetry never raises into the agent
         return None
 
