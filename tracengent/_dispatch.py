@@ -36,7 +36,7 @@ from ._logs import RateLimitedLog
 from ._options import TracengentOptions
 from ._retry import RetryPolicy
 
-_JOIN_GRACE_S = 0.2
+_JOIN_GRACE_S = 0.05  # requests are timed to end by the deadline; this only covers the wake-up
 
 
 class Outcome(Enum):
