@@ -8,9 +8,10 @@ import os
 import random
 
 import pytest
+from tracengent_api.errors import error_class_for
 
 from tracengent._options import TracengentOptions
-from tracengent._retry import RetryPolicy, is_retryable_status, remaining
+from tracengent._retry import RetryPolicy
 
 POLICY = RetryPolicy(max_retries=3, base_s=0.5, max_s=30.0, max_retry_after_s=30.0)
 WINDOWS = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # attempts 1..8; 32 is capped to 30
@@ -54,7 +55,8 @@ class BottomRng(random.Random):
     ],
 )
 def test_retryable_statuses(status: int, retryable: bool) -> None:
-    assert is_retryable_status(status) is retryable
+    """Which answers are retried comes from the contract (x-retryable on the error answers)."""
+    assert error_class_for(status).retryable is retryable
 
 
 def test_from_options_maps_each_field() -> None:
@@ -170,12 +172,6 @@ def test_unusable_retry_after_is_ignored(retry_after: float) -> None:
 
 def test_zero_retry_after_means_no_extra_wait() -> None:
     assert POLICY.delay(1, 0.0, BottomRng()) == 0.0
-
-
-def test_remaining() -> None:
-    assert remaining(None, 123.0) is None
-    assert remaining(110.0, 100.0) == 10.0
-    assert remaining(100.0, 105.0) == 0.0
 
 
 def test_delay_within_without_deadline_is_delay() -> None:

@@ -2,8 +2,8 @@
 
 Pure policy shared by the sync and the async client: callers own the clock, the sleeping and
 the transport, so the same schedule drives ``time.sleep`` and ``asyncio.sleep`` and tests can
-drive it with a seeded ``random.Random`` and a fake clock. Transport errors are retryable; the
-caller classifies them, which keeps this module free of httpx.
+drive it with a seeded ``random.Random`` and a fake clock. Which answers are retryable is the
+contract's to say (``tracengent_api.errors``: 429 and 5xx); transport errors are retryable too.
 
 Waits use "full jitter" (a uniform draw from an exponentially growing window): many agents that
 failed together must not retry together, or a recovering platform is knocked down again.
@@ -29,16 +29,6 @@ if hasattr(os, "register_at_fork"):
 
 # 2**62 times any sane base is far past any cap; a bound keeps float maths from overflowing.
 _MAX_EXPONENT = 62
-
-
-def is_retryable_status(status_code: int) -> bool:
-    """Whether an HTTP answer is transient (429, 5xx) rather than a verdict on the request."""
-    return status_code == 429 or 500 <= status_code <= 599
-
-
-def remaining(deadline: float | None, now: float) -> float | None:
-    """Seconds left before ``deadline`` (never negative); None when there is no deadline."""
-    return None if deadline is None else max(0.0, deadline - now)
 
 
 @dataclass(frozen=True)
