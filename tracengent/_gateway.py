@@ -18,8 +18,7 @@ from ._events import AgentEvent, EventStatuses, EventTypes
 from ._logs import logger
 from ._redaction import apply_redactions
 from ._tools import ToolDecision, raise_unless_allowed, redactions_for, tool_authorize_flow
-from ._trace import current_trace
-from ._tracking import safe_url
+from ._tracking import record_in_trace, safe_url
 
 if TYPE_CHECKING:
     from ._async_client import AsyncTracengentClient
@@ -98,11 +97,7 @@ def _note_ungoverned(request: httpx.Request, decision: ToolDecision, core: Clien
             "reason": decision.reason,
         },
     )
-    trace = current_trace()
-    if trace is not None:
-        trace.record(event)
-    else:
-        core.record(event)
+    record_in_trace(core, event)
 
 
 class GatewayTransport(httpx.BaseTransport):

@@ -44,7 +44,8 @@ def tool_call_event(
     )
 
 
-def _record(client: _Recorder, event: AgentEvent) -> None:
+def record_in_trace(client: _Recorder, event: AgentEvent) -> None:
+    """Into the current trace when there is one (parent chain, trace id), else as a plain event."""
     trace = current_trace()
     if trace is not None:
         trace.record(event)
@@ -64,9 +65,9 @@ class TrackingTransport(httpx.BaseTransport):
         try:
             response = self._inner.handle_request(request)
         except Exception as error:
-            _record(self._client, tool_call_event(request, None, error, started))
+            record_in_trace(self._client, tool_call_event(request, None, error, started))
             raise
-        _record(self._client, tool_call_event(request, response.status_code, None, started))
+        record_in_trace(self._client, tool_call_event(request, response.status_code, None, started))
         return response
 
     def close(self) -> None:
@@ -85,9 +86,9 @@ class AsyncTrackingTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._inner.handle_async_request(request)
         except Exception as error:
-            _record(self._client, tool_call_event(request, None, error, started))
+            record_in_trace(self._client, tool_call_event(request, None, error, started))
             raise
-        _record(self._client, tool_call_event(request, response.status_code, None, started))
+        record_in_trace(self._client, tool_call_event(request, response.status_code, None, started))
         return response
 
     async def aclose(self) -> None:
