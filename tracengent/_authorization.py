@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from ._events import Number
 from ._flow import Flow, Sleep, TokenUnavailable, authed
+from ._observe import notify
 from ._trace import current_trace
 
 if TYPE_CHECKING:
@@ -187,9 +188,21 @@ def authorize_flow(
     build = functools.partial(api.build_authorize, body, base_url=core.options.base_url)
     try:
         response = yield from call_platform(core, build, bearer)
-        return AuthDecision.from_wire(api.parse_authorize(response))
+        decision = AuthDecision.from_wire(api.parse_authorize(response))
     except Exception as error:  # noqa: BLE001 - every failure is a deny that says why
-        return AuthDecision.deny(_failure("authorize", error))
+        decision = AuthDecision.deny(_failure("authorize", error))
+    if core.observer is not None:
+        notify(
+            core.observer.decision,
+            "authorize",
+            permission,
+            decision.allowed,
+            decision.status,
+            decision.reason,
+            decision.decision_id,
+            decision.approval_id,
+        )
+    return decision
 
 
 def approval_flow(

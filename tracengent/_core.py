@@ -16,6 +16,7 @@ from ._dispatch import Connection, EventDispatcher
 from ._events import AgentEvent
 from ._flow import Flow, run_sync
 from ._logs import RateLimitedLog
+from ._observe import Observer, notify
 from ._options import LOCAL, TracengentConfigError, TracengentOptions
 from ._permissions import any_permission_matches
 
@@ -31,9 +32,13 @@ class ClientCore:
         self.connection = Connection(options, transport)
         self.dispatcher = EventDispatcher(options, self.connection)
         self._log = RateLimitedLog()
+        #: an instrumentation's hook (tracengent.integrations.opentelemetry); None costs nothing
+        self.observer: Observer | None = None
 
     def record(self, event: AgentEvent) -> None:
         """Enqueue; never blocks, never raises. What is not an event is counted when encoded."""
+        if self.observer is not None:
+            notify(self.observer.event_recorded, event)
         self.dispatcher.enqueue(event)
 
     def run_sync(self, flow: Flow[T]) -> T:

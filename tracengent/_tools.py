@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ._authorization import _failure, _text, call_platform
 from ._flow import Flow
 from ._jsonsafe import to_jsonable
+from ._observe import notify
 from ._redaction import Redaction
 from ._trace import current_trace
 
@@ -149,14 +150,26 @@ def tool_authorize_flow(
     build = functools.partial(api.build_tool_authorize, body, base_url=core.options.base_url)
     try:
         response = yield from call_platform(core, build)
-        return ToolDecision.from_wire(api.parse_tool_authorize(response))
+        decision = ToolDecision.from_wire(api.parse_tool_authorize(response))
     except Exception as error:  # noqa: BLE001 - no decision: fail closed (or open, if asked)
         reason = _failure("tool-authorize", error)
         if fail_open:
             decision = ToolDecision.allow(f"proceeded ungoverned (fail-open): {reason}")
             decision.ungoverned = True
-            return decision
-        return ToolDecision.deny(f"fail-closed: {reason}")
+        else:
+            decision = ToolDecision.deny(f"fail-closed: {reason}")
+    if core.observer is not None:
+        notify(
+            core.observer.decision,
+            "tool",
+            request.tool_name or request.function_name or f"{request.method} {request.host}",
+            decision.allowed,
+            decision.status,
+            decision.reason,
+            decision.decision_id,
+            decision.approval_id,
+        )
+    return decision
 
 
 def arguments_request(

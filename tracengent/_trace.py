@@ -28,6 +28,7 @@ from ._events import (
     utc_now_iso,
 )
 from ._flow import resolve
+from ._observe import Observer, notify
 
 if TYPE_CHECKING:
     from ._async_client import AsyncTracengentClient
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _Trace = TypeVar("_Trace", bound="_TraceBase")
 _FAILED = frozenset({EventStatuses.FAILURE, "failed"})
+
+#: an observer and what its step_started returned
+_Step = tuple[Observer, Any]
 
 _current: contextvars.ContextVar[_TraceBase | None] = contextvars.ContextVar(
     "tracengent_current_trace", default=None
@@ -69,6 +73,8 @@ class _TraceBase:
         #: redactFields of decisions taken in this trace; the tool gates apply them too
         self._obligation_redactions: tuple[str, ...] = ()
         self._context_token = _current.set(self)
+        if core.observer is not None:
+            notify(core.observer.trace_opened, self)
 
     # --- recording ------------------------------------------------------------------------
 
@@ -98,6 +104,20 @@ class _TraceBase:
             pass
         self._core.record(event)
 
+    def _start_step(self, kind: str, name: str) -> _Step | None:
+        """Tell an installed observer a step starts (before its authorization, if any)."""
+        observer = self._core.observer
+        if observer is None:
+            return None
+        return observer, notify(observer.step_started, self, kind, name)
+
+    @staticmethod
+    def _end_step(
+        step: _Step | None, event: AgentEvent | None, error: BaseException | None
+    ) -> None:
+        if step is not None:
+            notify(step[0].step_finished, step[1], event, error)
+
     def _finish(
         self,
         kind: str,
@@ -108,31 +128,43 @@ class _TraceBase:
         error: BaseException | None,
         cost: Money | None = None,
         usage: Usage | None = None,
+        step: _Step | None = None,
     ) -> None:
         if error is not None:
             self._status = EventStatuses.FAILURE
             output = {"error": str(error)}
-        self._emit(
-            AgentEvent(
-                type=kind,
-                name=name,
-                status=EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
-                input=input,
-                output=output,
-                cost=cost,
-                usage=usage,
-                duration_ms=int((time.perf_counter() - started) * 1000),
-            )
+        event = AgentEvent(
+            type=kind,
+            name=name,
+            status=EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
+            input=input,
+            output=output,
+            cost=cost,
+            usage=usage,
+            duration_ms=int((time.perf_counter() - started) * 1000),
         )
+        self._emit(event)
+        if step is not None:
+            self._end_step(step, event, error)
 
-    def _finish_llm(self, name: str, started: float, input: Any, result: Any) -> Any:
+    def _finish_llm(
+        self, name: str, started: float, input: Any, result: Any, step: _Step | None
+    ) -> Any:
         if isinstance(result, LlmCallResult):
             usage = Usage(result.tokens, result.model)
             self._finish(
-                EventTypes.LLM_CALL, name, started, input, result.value, None, result.cost, usage
+                EventTypes.LLM_CALL,
+                name,
+                started,
+                input,
+                result.value,
+                None,
+                result.cost,
+                usage,
+                step,
             )
             return result.value
-        self._finish(EventTypes.LLM_CALL, name, started, input, result, None)
+        self._finish(EventTypes.LLM_CALL, name, started, input, result, None, step=step)
         return result
 
     # --- completion -----------------------------------------------------------------------
@@ -147,6 +179,9 @@ class _TraceBase:
         if self._closed:
             return
         self._closed = True
+        failed = self._status in _FAILED
+        if self._core.observer is not None:
+            notify(self._core.observer.trace_closed, self, failed, self._summary)
         self._leave_context()
         with contextlib.suppress(Exception):  # closing a trace never raises into the agent
             self._core.dispatcher.enqueue_trace_close(
@@ -154,7 +189,7 @@ class _TraceBase:
                     trace_id=self.trace_id,
                     agent_id=self._core.options.agent_id,
                     root_request=self.root_request,
-                    failed=self._status in _FAILED,
+                    failed=failed,
                     occurred_at=utc_now_iso(),
                     summary=self._summary,
                 )
@@ -221,26 +256,32 @@ class AgentTrace(_TraceBase):
         a denied reservation raises `NotAuthorizedException` and the model is never called. The
         recorded event's usage reconciles the reservation.
         """
+        step = self._start_step(EventTypes.LLM_CALL, name)
         if estimated_tokens is not None and estimated_tokens > 0:
-            self._client.ensure_authorized("llm:call", {"estimatedTokens": estimated_tokens})
+            try:
+                self._client.ensure_authorized("llm:call", {"estimatedTokens": estimated_tokens})
+            except Exception as error:
+                self._end_step(step, None, error)
+                raise
         started = time.perf_counter()
         try:
             result = call()
         except Exception as error:
-            self._finish(EventTypes.LLM_CALL, name, started, input, None, error)
+            self._finish(EventTypes.LLM_CALL, name, started, input, None, error, step=step)
             raise
-        return self._finish_llm(name, started, input, result)  # type: ignore[no-any-return]
+        return self._finish_llm(name, started, input, result, step)  # type: ignore[no-any-return]
 
     def _track(
         self, kind: str, name: str, work: Callable[[], T], input: Any, cost: Money | None
     ) -> T:
+        step = None if self._core.observer is None else self._start_step(kind, name)
         started = time.perf_counter()
         try:
             result = work()
         except Exception as error:
-            self._finish(kind, name, started, input, None, error, cost)
+            self._finish(kind, name, started, input, None, error, cost, None, step)
             raise
-        self._finish(kind, name, started, input, result, None, cost)
+        self._finish(kind, name, started, input, result, None, cost, None, step)
         return result
 
 
@@ -290,15 +331,22 @@ class AsyncAgentTrace(_TraceBase):
         estimated_tokens: int | None = None,
         input: Any = None,
     ) -> T:
+        step = self._start_step(EventTypes.LLM_CALL, name)
         if estimated_tokens is not None and estimated_tokens > 0:
-            await self._client.ensure_authorized("llm:call", {"estimatedTokens": estimated_tokens})
+            try:
+                await self._client.ensure_authorized(
+                    "llm:call", {"estimatedTokens": estimated_tokens}
+                )
+            except Exception as error:
+                self._end_step(step, None, error)
+                raise
         started = time.perf_counter()
         try:
             result = await resolve(call())
         except Exception as error:
-            self._finish(EventTypes.LLM_CALL, name, started, input, None, error)
+            self._finish(EventTypes.LLM_CALL, name, started, input, None, error, step=step)
             raise
-        return self._finish_llm(name, started, input, result)  # type: ignore[no-any-return]
+        return self._finish_llm(name, started, input, result, step)  # type: ignore[no-any-return]
 
     async def _track(
         self,
@@ -308,11 +356,12 @@ class AsyncAgentTrace(_TraceBase):
         input: Any,
         cost: Money | None,
     ) -> T:
+        step = None if self._core.observer is None else self._start_step(kind, name)
         started = time.perf_counter()
         try:
             result = await resolve(work())
         except Exception as error:
-            self._finish(kind, name, started, input, None, error, cost)
+            self._finish(kind, name, started, input, None, error, cost, None, step)
             raise
-        self._finish(kind, name, started, input, result, None, cost)
+        self._finish(kind, name, started, input, result, None, cost, None, step)
         return result

@@ -1,0 +1,65 @@
+"""The hook an instrumentation (OpenTelemetry, …) uses to see a client's traces as they happen.
+
+A client has no observer unless one is installed (`ClientCore.observer`), and every call site
+checks for None first, so an uninstrumented client pays one attribute read. Observers are called on
+the caller's thread and in its context (the right span is current), and they are never allowed to
+break the agent: whatever one raises is swallowed by `notify`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._events import AgentEvent
+    from ._trace import _TraceBase
+
+_log = logging.getLogger("tracengent")
+
+
+class Observer:
+    """No-op base: an instrumentation overrides what it needs. Methods must be cheap."""
+
+    def trace_opened(self, trace: _TraceBase) -> None:
+        """A trace became current (its `with` block starts)."""
+
+    def trace_closed(self, trace: _TraceBase, failed: bool, summary: str | None) -> None:
+        """A trace closed with its final status and summary."""
+
+    def step_started(self, trace: _TraceBase, kind: str, name: str) -> Any:
+        """A tracked step (tool call, LLM call, action) starts; the result is passed back to
+        `step_finished`. Called before any authorization the step needs, so decisions taken for
+        the step are observed inside it."""
+        return None
+
+    def step_finished(
+        self, step: Any, event: AgentEvent | None, error: BaseException | None
+    ) -> None:
+        """The step ended: `event` is what was recorded (None if it was refused before running)."""
+
+    def event_recorded(self, event: AgentEvent) -> None:
+        """An event is about to be queued; the observer may add to its `attributes`."""
+
+    def decision(
+        self,
+        kind: str,
+        subject: str,
+        allowed: bool,
+        status: str,
+        reason: str | None,
+        decision_id: str | None,
+        approval_id: str | None,
+    ) -> None:
+        """An authorization (`kind="authorize"`, subject = permission) or tool-governance
+        (`kind="tool"`, subject = tool or function name) decision was taken, fail-closed ones too."""
+
+
+def notify(method: Callable[..., Any], *args: Any) -> Any:
+    """Call an observer method; an observer's failure is logged and never reaches the agent."""
+    try:
+        return method(*args)
+    except Exception:  # noqa: BLE001 - instrumentation must never break the agent
+        _log.debug("tracengent: an observer failed", exc_info=True)
+        return None
