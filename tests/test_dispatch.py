@@ -41,6 +41,20 @@ def test_batches_are_capped_and_everything_is_delivered_once() -> None:
     assert client.dropped_count == 0
 
 
+def test_a_batch_stops_growing_at_one_mebibyte_of_events() -> None:
+    """Large events make small batches: one stops growing once it holds 1 MiB of events."""
+    platform = RecordingPlatform()
+    client = client_for(platform, max_batch_size=1000, gzip_threshold_bytes=10**9)
+    payload = "x" * 200_000
+    for i in range(12):
+        client.record(AgentEvent(name=str(i), input=payload))
+    client.close(5)
+    assert delivered_names(platform) == [str(i) for i in range(12)]
+    sizes = [len(b) for b in platform.raw("/v1/ingest/events")]
+    assert [len(b) for b in platform.sent("/v1/ingest/events")] == [6, 6]  # 6 × 200 kB > 1 MiB
+    assert max(sizes) < (1 << 20) + client.options.max_event_bytes, sizes
+
+
 def test_503_then_200_delivers_exactly_once() -> None:
     platform = RecordingPlatform()
     platform.script("/v1/ingest/events", answer(503), answer(503))

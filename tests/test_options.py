@@ -74,7 +74,7 @@ def test_defaults() -> None:
     o = TracengentOptions()
     assert (o.agent_id, o.base_url, o.environment) == ("", "http://localhost:8080", "production")
     assert (o.client_id, o.client_secret, o.ingest_key) == (None, None, None)
-    assert (o.max_batch_size, o.flush_interval_ms, o.queue_capacity) == (100, 2000, 10_000)
+    assert (o.max_batch_size, o.flush_interval_ms, o.queue_capacity) == (500, 2000, 10_000)
     assert (o.max_retries, o.gzip_threshold_bytes, o.default_tags) == (3, 1024, [])
     assert o.tool_governance_fail_open is False
     assert (o.request_timeout_s, o.authorize_timeout_s) == (10.0, 5.0)

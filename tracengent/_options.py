@@ -92,8 +92,9 @@ class TracengentOptions:
     ingest_key: str | None = field(default=None, repr=False)
     #: Environment tag added to events (e.g. ``production``, ``staging``).
     environment: str = "production"
-    #: Send a batch as soon as this many events are buffered.
-    max_batch_size: int = 100
+    #: Send a batch as soon as this many events are buffered; no request carries more (and a
+    #: batch stops growing at 1 MiB). A request costs far more than an event: batches are large.
+    max_batch_size: int = 500
     #: Send at least this often, so a quiet agent's events are not held indefinitely.
     flush_interval_ms: int = 2000
     #: Events beyond this many buffered are dropped (and counted): the agent must never block.

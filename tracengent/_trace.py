@@ -13,7 +13,7 @@ import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._encode import trace_close_object
 from ._events import (
@@ -129,6 +129,7 @@ class _TraceBase:
         cost: Money | None = None,
         usage: Usage | None = None,
         step: _Step | None = None,
+        attributes: Any = None,
     ) -> None:
         if error is not None:
             self._status = EventStatuses.FAILURE
@@ -141,6 +142,7 @@ class _TraceBase:
             output=output,
             cost=cost,
             usage=usage,
+            attributes=attributes,
             duration_ms=int((time.perf_counter() - started) * 1000),
         )
         self._emit(event)
@@ -309,12 +311,32 @@ class AsyncAgentTrace(_TraceBase):
     ) -> None:
         self._exit(exc_type is not None)
 
+    # The overloads put the awaitable form first: with `T | Awaitable[T]` alone, a lambda that
+    # returns a coroutine would make T the coroutine (or Never) for a type checker.
+    @overload
+    async def track_tool_call(
+        self, name: str, call: Callable[[], Awaitable[T]], input: Any = None
+    ) -> T: ...
+    @overload
+    async def track_tool_call(self, name: str, call: Callable[[], T], input: Any = None) -> T: ...
     async def track_tool_call(
         self, name: str, call: Callable[[], T | Awaitable[T]], input: Any = None
     ) -> T:
         """Run a tool call (sync, or returning an awaitable), timed and recorded."""
         return await self._track(EventTypes.TOOL_CALL, name, call, input, None)
 
+    @overload
+    async def track_action(
+        self,
+        name: str,
+        action: Callable[[], Awaitable[T]],
+        input: Any = None,
+        cost: Money | None = None,
+    ) -> T: ...
+    @overload
+    async def track_action(
+        self, name: str, action: Callable[[], T], input: Any = None, cost: Money | None = None
+    ) -> T: ...
     async def track_action(
         self,
         name: str,
@@ -324,6 +346,22 @@ class AsyncAgentTrace(_TraceBase):
     ) -> T:
         return await self._track(EventTypes.ACTION, name, action, input, cost)
 
+    @overload
+    async def track_llm_call(
+        self,
+        name: str,
+        call: Callable[[], Awaitable[LlmCallResult[T]]],
+        estimated_tokens: int | None = None,
+        input: Any = None,
+    ) -> T: ...
+    @overload
+    async def track_llm_call(
+        self,
+        name: str,
+        call: Callable[[], LlmCallResult[T]],
+        estimated_tokens: int | None = None,
+        input: Any = None,
+    ) -> T: ...
     async def track_llm_call(
         self,
         name: str,

@@ -1,11 +1,13 @@
-"""Optional web-framework bindings: gate a route on an agent permission the platform decides.
+"""Optional bindings to the libraries agents already run on.
 
-Each binding needs its framework, installed as an extra, and is imported only by code that asks
-for it, so `import tracengent` never imports a web framework:
+Each binding needs its library, installed as an extra, and is imported only by code that asks
+for it, so `import tracengent` never imports any of them:
 
     pip install "tracengent[fastapi]"   # tracengent.integrations.fastapi
     pip install "tracengent[flask]"     # tracengent.integrations.flask
+    pip install "tracengent[otel]"      # tracengent.integrations.opentelemetry
+    pip install "tracengent[mcp]"       # tracengent.integrations.mcp
 
-Both expose `install_tracengent(app, client)` and `require_agent_permission(permission)`; a
+The web bindings expose `install_tracengent(app, client)` and `require_agent_permission(permission)`; a
 denied request is answered 403 with `{"error": "forbidden", "permission": ..., "reason": ...}`.
 """
