@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tracengent import AgentEvent, AsyncTracengentClient, TracengentClient, TracengentOptions
-from tracengent.platform import Platform, open_platform, use_embedded_platform
-
-
-@pytest.fixture
-def platform() -> Iterator[Platform]:
-    fresh = open_platform(None, ":memory:")
-    previous = use_embedded_platform(fresh)
-    yield fresh
-    use_embedded_platform(previous)
+from tracengent.testing import PlatformRecorder
 
 
 def test_options_local_and_the_environment_select_the_embedded_platform(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    tracengent_platform: PlatformRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with TracengentClient(TracengentOptions.local(agent_id="demo-agent")) as client:
         assert client.options.client_id == "key_demo"
@@ -31,14 +21,14 @@ def test_options_local_and_the_environment_select_the_embedded_platform(
     monkeypatch.delenv("TRACENGENT_INGEST_KEY", raising=False)
     with TracengentClient(TracengentOptions.from_env(agent_id="demo-agent")) as client:
         assert client.has_permission("payments:refund")
-    assert [e["name"] for e in platform.store.events()] == ["local"]
+    assert [e["name"] for e in tracengent_platform.events()] == ["local"]
 
 
-async def test_the_async_client_embedded(platform: Platform) -> None:
+async def test_the_async_client_embedded(tracengent_platform: PlatformRecorder) -> None:
     async with AsyncTracengentClient(TracengentOptions.local()) as client:
         decision = await client.authorize("payments:refund", {"amount": 400})
         assert decision.pending and decision.approval_id
-        platform.store.decide_approval(decision.approval_id, True)
+        tracengent_platform.approve(decision.approval_id)
         approved = await client.wait_for_approval(
             "payments:refund", decision.approval_id, timeout=5
         )

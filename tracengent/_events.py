@@ -134,12 +134,14 @@ class LlmCallResult(Generic[T]):
 
 _seed: str
 _counter: Iterator[int]
+_heads: dict[str, str] = {}  # prefix -> "<prefix>_<seed>", so an id is one format of the counter
 
 
 def _reseed() -> None:
     global _seed, _counter
     _seed = os.urandom(10).hex()
     _counter = itertools.count()
+    _heads.clear()
 
 
 _reseed()
@@ -156,7 +158,10 @@ def new_id(prefix: str) -> str:
     by construction, across processes with overwhelming probability, and ordered within a process.
     It is predictable, so never use it as a secret.
     """
-    return f"{prefix.rstrip('_')}_{_seed}{next(_counter):012x}"
+    head = _heads.get(prefix)
+    if head is None:
+        head = _heads[prefix] = f"{prefix.rstrip('_')}_{_seed}"
+    return f"{head}{next(_counter):012x}"
 
 
 # --- timestamps ------------------------------------------------------------------------------------

@@ -134,18 +134,30 @@ class _TraceBase:
         if error is not None:
             self._status = EventStatuses.FAILURE
             output = {"error": str(error)}
+        # The hot path of every tracked call: the event is built complete, not filled by _emit.
+        event_id = new_id("evt")
+        root_request = None
+        if self._root_pending:
+            self._root_pending = False
+            root_request = self.root_request
         event = AgentEvent(
             type=kind,
             name=name,
             status=EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
+            event_id=event_id,
+            trace_id=self.trace_id,
+            parent_event_id=self._last_event_id,
+            actor=self._actor,
             input=input,
             output=output,
             cost=cost,
             usage=usage,
             attributes=attributes,
             duration_ms=int((time.perf_counter() - started) * 1000),
+            root_request=root_request,
         )
-        self._emit(event)
+        self._last_event_id = event_id
+        self._core.record(event)
         if step is not None:
             self._end_step(step, event, error)
 
