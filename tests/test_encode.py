@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tracengent import Actor, AgentEvent, Money, Usage
 from tracengent._encode import EventDefaults, encode_event, encode_object, event_object, join_batch
+from tracengent._events import StepEvent
 
 DEFAULTS = EventDefaults.of("demo-agent", "production", ("eu", "production"))
 
@@ -62,6 +63,35 @@ def test_fast_encoding_equals_the_generated_model(event: AgentEvent) -> None:
     wire = api.Event.model_validate(obj)
     assert join_batch([encode_object(obj)]) == api.encode_ingest_events([wire])
     assert encode_event(event, DEFAULTS) is not None
+
+
+steps = st.builds(
+    StepEvent,
+    name=st.text(max_size=20),
+    type=st.sampled_from(["action", "tool_call", "llm_call"]),
+    status=st.sampled_from(["success", "failure"]),
+    event_id=st.just("evt_step"),
+    trace_id=st.just("trc_step"),
+    parent_event_id=maybe_text,
+    actor=st.none() | st.builds(Actor, maybe_text),
+    input=json_values,
+    output=json_values,
+    cost=st.none() | st.builds(Money, st.integers(0, 10**6), st.sampled_from(["EUR", "USD"])),
+    usage=st.none() | st.builds(Usage, st.none() | st.integers(0, 10**6), maybe_text),
+    attributes=json_values,
+    duration_ms=st.integers(0, 10**9),
+    root_request=maybe_text,
+    recorded_ns=st.integers(0, 2**62),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps)
+def test_a_step_event_encodes_as_the_agent_event_it_stands_for(step: StepEvent) -> None:
+    """Trace steps skip AgentEvent on the hot path; the wire cannot tell."""
+    as_event = step.agent_event()
+    assert encode_event(step, DEFAULTS, step.recorded_ns) == encode_event(as_event, DEFAULTS, 0)
+    assert encode_event(step, DEFAULTS, step.recorded_ns) is not None
 
 
 def test_defaults_fill_without_changing_the_event() -> None:

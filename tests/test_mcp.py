@@ -1,5 +1,6 @@
 """tracengent.integrations.mcp against a real MCP server (the `mcp` package's MCPServer, over its
-in-memory JSON-RPC transport) and the embedded local platform deciding with an inline policy."""
+in-memory JSON-RPC transport) and the embedded local platform (`tracengent_platform`) deciding with
+the inline policy below."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,7 +31,7 @@ from tracengent import (
 from tracengent._observe import Observer
 from tracengent._trace import _TraceBase
 from tracengent.integrations.mcp import GovernedSession, governed_session
-from tracengent.platform import Platform, Store, parse_policy, use_embedded_platform
+from tracengent.testing import PlatformRecorder
 
 POLICY = """
 currency = "EUR"
@@ -119,11 +120,8 @@ class Shop:
 
 
 @pytest.fixture
-def platform() -> Iterator[Platform]:
-    fresh = Platform(parse_policy(POLICY), Store())
-    previous = use_embedded_platform(fresh)
-    yield fresh
-    use_embedded_platform(previous)
+def tracengent_policy() -> str:
+    return POLICY
 
 
 @pytest.fixture
@@ -132,9 +130,9 @@ def shop() -> Shop:
 
 
 @pytest.fixture
-async def client(platform: Platform) -> AsyncIterator[AsyncTracengentClient]:
-    async with AsyncTracengentClient(TracengentOptions.local()) as client:
-        yield client
+def client(async_tracengent_client: AsyncTracengentClient) -> AsyncTracengentClient:
+    """The kit's client of the platform, signed in as demo-agent; closed after the test."""
+    return async_tracengent_client
 
 
 @asynccontextmanager
@@ -145,16 +143,11 @@ async def connected(shop: Shop) -> AsyncIterator[ClientSession]:
             yield mcp_client.session
 
 
-async def stored(client: AsyncTracengentClient, platform: Platform, **query: Any) -> list[Any]:
-    assert await client.flush(5)
-    return [e for e in platform.store.events(**query) if e["type"] == "tool_call"]
-
-
 # --- allowed -------------------------------------------------------------------------------------
 
 
 async def test_an_allowed_call_is_sent_redacted_and_recorded_in_the_trace(
-    shop: Shop, client: AsyncTracengentClient, platform: Platform
+    shop: Shop, client: AsyncTracengentClient, tracengent_platform: PlatformRecorder
 ) -> None:
     async with connected(shop) as raw:
         session = governed_session(client, raw)
@@ -167,27 +160,35 @@ async def test_an_allowed_call_is_sent_redacted_and_recorded_in_the_trace(
     assert shop.received == [("charge_card", {"amount": 120.0, "currency": "EUR"})]
     assert arguments["card"] == CARD  # the caller's arguments are not mutated
     assert result.structured_content == {"charged": 120.0, "currency": "EUR"}
-    [event] = await stored(client, platform, trace_id=trace.trace_id)
+    [event] = tracengent_platform.events(trace.trace_id, type="tool_call")
     assert (event["name"], event["status"]) == ("charge_card", "success")
     assert event["input"] == {"amount": 120, "currency": "EUR"}
     assert event["output"] == {"charged": 120.0, "currency": "EUR"}
     assert isinstance(event["durationMs"], int)
-    assert CARD not in json.dumps(platform.store.events()) and EMAIL not in json.dumps(event)
-    tool = [d for d in platform.store.decisions(trace.trace_id) if d.kind == "tool"]
-    assert [(d.permission, d.status) for d in tool] == [("payments:charge", "allowed")]
-    assert event["attributes"] == {"transport": "mcp", "decisionId": tool[0].decision_id}
+    assert CARD not in json.dumps(tracengent_platform.events()) and EMAIL not in json.dumps(event)
+    [call] = tracengent_platform.assert_tool_allowed("charge_card", trace.trace_id)
+    assert tracengent_platform.tool_calls(trace.trace_id) == [call]  # the only tool decision
+    decision = call.decision
+    assert (call.transport, decision.permission, decision.status) == (
+        "mcp",
+        "payments:charge",
+        "allowed",
+    )
+    assert event["attributes"] == {"transport": "mcp", "decisionId": decision.decision_id}
 
 
 async def test_outside_a_trace_the_event_names_the_transport_and_the_decision(
-    shop: Shop, client: AsyncTracengentClient, platform: Platform
+    shop: Shop, client: AsyncTracengentClient, tracengent_platform: PlatformRecorder
 ) -> None:
     async with connected(shop) as raw:
         session = governed_session(client, raw)
         result = await session.call_tool("lookup_customer", {"customer_id": "c1"})
 
     assert [block.text for block in result.content] == ["customer c1"]  # type: ignore[union-attr]
-    [event] = await stored(client, platform)
-    [decision] = platform.store.decisions()
+    [event] = tracengent_platform.events(type="tool_call")
+    [call] = tracengent_platform.assert_tool_allowed("lookup_customer")
+    decision = call.decision
+    assert tracengent_platform.decisions() == [decision]
     assert (event["status"], event["output"]) == ("success", {"result": "customer c1"})
     assert event["attributes"] == {"transport": "mcp", "decisionId": decision.decision_id}
 
@@ -205,7 +206,7 @@ async def test_outside_a_trace_the_event_names_the_transport_and_the_decision(
 async def test_a_denied_call_never_reaches_the_server(
     shop: Shop,
     client: AsyncTracengentClient,
-    platform: Platform,
+    tracengent_platform: PlatformRecorder,
     tool: str,
     arguments: dict[str, Any],
 ) -> None:
@@ -216,9 +217,11 @@ async def test_a_denied_call_never_reaches_the_server(
 
     assert shop.received == []
     assert denied.value.reason
-    [decision] = platform.store.decisions()
+    [call] = tracengent_platform.assert_tool_denied(tool)
+    decision = call.decision
+    assert tracengent_platform.decisions() == [decision]
     assert (decision.status, decision.reason) == ("denied", denied.value.reason)
-    [event] = await stored(client, platform)
+    [event] = tracengent_platform.events(type="tool_call")
     assert (event["name"], event["status"]) == (tool, "failure")
     assert denied.value.reason in event["output"]["error"]
     assert event.get("input") is None  # a refusal carries no redactions: nothing is recorded
@@ -227,7 +230,7 @@ async def test_a_denied_call_never_reaches_the_server(
 
 
 async def test_a_call_over_the_approval_threshold_is_held(
-    shop: Shop, client: AsyncTracengentClient, platform: Platform
+    shop: Shop, client: AsyncTracengentClient, tracengent_platform: PlatformRecorder
 ) -> None:
     async with connected(shop) as raw:
         session = governed_session(client, raw)
@@ -236,10 +239,16 @@ async def test_a_call_over_the_approval_threshold_is_held(
                 await session.call_tool("charge_card", {"amount": 900, "card": CARD})
 
     assert shop.received == []
-    [approval] = platform.store.approvals()
+    [approval] = tracengent_platform.approvals()
     assert held.value.approval_id == approval.approval_id
     assert (approval.status, approval.permission) == ("pending", "payments:charge")
-    [event] = await stored(client, platform, trace_id=trace.trace_id)
+    [call] = tracengent_platform.tool_calls(trace.trace_id)
+    assert (call.tool, call.verdict, call.decision.approval_id) == (
+        "charge_card",
+        "pending",
+        approval.approval_id,
+    )
+    [event] = tracengent_platform.events(trace.trace_id, type="tool_call")
     assert event["status"] == "failure" and event.get("input") is None
 
 
@@ -271,7 +280,7 @@ async def test_an_unreachable_platform_fails_closed(shop: Shop) -> None:
 
 
 async def test_a_tool_error_result_is_returned_and_recorded_as_a_failure(
-    shop: Shop, client: AsyncTracengentClient, platform: Platform
+    shop: Shop, client: AsyncTracengentClient, tracengent_platform: PlatformRecorder
 ) -> None:
     async with connected(shop) as raw:
         session = governed_session(client, raw)
@@ -280,14 +289,14 @@ async def test_a_tool_error_result_is_returned_and_recorded_as_a_failure(
 
     assert result.is_error
     assert shop.received == [("lookup_customer", {"customer_id": "ghost"})]
-    [event] = await stored(client, platform, trace_id=trace.trace_id)
+    [event] = tracengent_platform.events(trace.trace_id, type="tool_call")
     assert event["status"] == "failure"
     assert "no customer ghost" in event["output"]["error"]
     assert event["input"] == {"customer_id": "ghost"}
 
 
 async def test_other_arguments_are_forwarded_and_a_session_error_is_recorded_and_raised(
-    shop: Shop, client: AsyncTracengentClient, platform: Platform
+    shop: Shop, client: AsyncTracengentClient, tracengent_platform: PlatformRecorder
 ) -> None:
     progress: list[tuple[float, float | None, str | None]] = []
 
@@ -302,13 +311,13 @@ async def test_other_arguments_are_forwarded_and_a_session_error_is_recorded_and
 
     assert progress == [(1, 1, "found")]
     assert [name for name, _ in shop.received] == ["lookup_customer", "slow_lookup"]
-    ok, failed = await stored(client, platform)
+    ok, failed = tracengent_platform.events(type="tool_call")
     assert (ok["status"], failed["status"]) == ("success", "failure")
     assert (failed["name"], failed["input"]) == ("slow_lookup", {"customer_id": "c2"})
 
 
 async def test_the_sync_client_authorizes_in_a_worker_thread(
-    shop: Shop, platform: Platform
+    shop: Shop, tracengent_platform: PlatformRecorder
 ) -> None:
     deciding_threads: list[int] = []
 
@@ -329,13 +338,18 @@ async def test_the_sync_client_authorizes_in_a_worker_thread(
     assert len(deciding_threads) == 2
     assert threading.get_ident() not in deciding_threads  # the loop's thread never blocked
     assert shop.received == [("charge_card", {"amount": 50.0, "currency": "EUR"})]
-    events = [e for e in platform.store.events(trace.trace_id) if e["type"] == "tool_call"]
+    events = tracengent_platform.events(trace.trace_id, type="tool_call")
     assert [(e["name"], e["status"]) for e in events] == [
         ("charge_card", "success"),
         ("delete_customer", "failure"),
     ]
     assert events[0]["input"] == {"amount": 50}
-    assert len(platform.store.decisions(trace.trace_id)) == 2
+    assert len(tracengent_platform.decisions(trace.trace_id)) == 2
+    calls = tracengent_platform.tool_calls(trace.trace_id)
+    assert [(call.tool, call.verdict) for call in calls] == [
+        ("charge_card", "allowed"),
+        ("delete_customer", "denied"),
+    ]
 
 
 # --- steps, pass-through, packaging -------------------------------------------------------------

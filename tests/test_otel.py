@@ -1,6 +1,7 @@
 """tracengent.integrations.opentelemetry against the real OpenTelemetry SDK and the embedded platform.
 
-Spans go to an in-memory exporter on a private TracerProvider (the global one is never set).
+Every test runs against a fresh embedded platform (`tracengent_platform`, the built-in policy);
+spans go to an in-memory exporter on a private TracerProvider (the global one is never set).
 Scenarios that leave an OpenTelemetry context attached on purpose run in a copied context, so
 nothing leaks into the next test.
 """
@@ -37,17 +38,11 @@ from tracengent.integrations.opentelemetry import (
     OpenTelemetryInstrumentation,
     instrument_opentelemetry,
 )
-from tracengent.platform import Platform, open_platform, use_embedded_platform
+from tracengent.testing import PlatformRecorder
+
+pytestmark = pytest.mark.usefixtures("tracengent_platform")
 
 Otel = tuple[TracerProvider, InMemorySpanExporter]
-
-
-@pytest.fixture
-def platform() -> Iterator[Platform]:
-    fresh = open_platform(None, ":memory:")
-    previous = use_embedded_platform(fresh)
-    yield fresh
-    use_embedded_platform(previous)
 
 
 @pytest.fixture
@@ -104,7 +99,7 @@ def slow_booking() -> str:
 
 
 def test_a_decision_trace_is_an_invoke_agent_trace_with_gen_ai_spans(
-    platform: Platform, otel: Otel
+    tracengent_platform: PlatformRecorder, otel: Otel
 ) -> None:
     provider, exporter = otel
     with TracengentClient(TracengentOptions.local()) as client:
@@ -210,13 +205,16 @@ def test_a_decision_trace_is_an_invoke_agent_trace_with_gen_ai_spans(
     assert refused["tracengent.decision.reason"] == unbound.decision.reason
     assert "tracengent.approval.id" not in refused  # None values are left out
     # each span event names the decision the platform stored for this trace
-    stored = [d.decision_id for d in platform.store.decisions(trace.trace_id)]
+    stored = [d.decision_id for d in tracengent_platform.decisions(trace.trace_id)]
     observed = [d["tracengent.decision.id"] for d in (llm_call, book, searched, refused)]
     assert observed == stored
+    [allowed] = tracengent_platform.assert_tool_allowed("search_flights", trace.trace_id)
+    [denied] = tracengent_platform.assert_tool_denied("cancel_everything", trace.trace_id)
+    assert [allowed.decision.decision_id, denied.decision.decision_id] == observed[2:]
 
 
 def test_a_refused_llm_call_is_a_failed_chat_span_with_its_decision(
-    platform: Platform, otel: Otel
+    tracengent_platform: PlatformRecorder, otel: Otel
 ) -> None:
     provider, exporter = otel
     with TracengentClient(TracengentOptions.local()) as client:
@@ -236,11 +234,13 @@ def test_a_refused_llm_call_is_a_failed_chat_span_with_its_decision(
     [refused] = decisions(chat)
     assert refused["tracengent.permission"] == "llm:call"
     assert refused["tracengent.decision.allowed"] is False
+    [stored] = tracengent_platform.assert_denied("llm:call", trace.trace_id)
+    assert refused["tracengent.decision.id"] == stored.decision_id
     assert root.status.status_code is StatusCode.ERROR
     assert root.status.description == "the token budget is spent"
 
 
-async def test_the_async_client_traces_the_same_shape(platform: Platform, otel: Otel) -> None:
+async def test_the_async_client_traces_the_same_shape(otel: Otel) -> None:
     provider, exporter = otel
     tracer = provider.get_tracer("the-agent")
 
@@ -280,9 +280,7 @@ async def test_the_async_client_traces_the_same_shape(platform: Platform, otel: 
     assert trace.trace_id == (root.attributes or {})["tracengent.trace_id"]
 
 
-def test_a_step_tracked_on_a_worker_thread_is_still_the_traces_child(
-    platform: Platform, otel: Otel
-) -> None:
+def test_a_step_tracked_on_a_worker_thread_is_still_the_traces_child(otel: Otel) -> None:
     provider, exporter = otel
     with TracengentClient(TracengentOptions.local()) as client:
         instrument_opentelemetry(client, provider)
@@ -301,7 +299,9 @@ def test_a_step_tracked_on_a_worker_thread_is_still_the_traces_child(
 # --- correlation both ways -----------------------------------------------------------------
 
 
-def test_events_and_spans_name_each_other(platform: Platform, otel: Otel) -> None:
+def test_events_and_spans_name_each_other(
+    tracengent_platform: PlatformRecorder, otel: Otel
+) -> None:
     provider, exporter = otel
     tracer = provider.get_tracer("the-agent")
     mine = {"customer": "c-7"}
@@ -317,7 +317,7 @@ def test_events_and_spans_name_each_other(platform: Platform, otel: Otel) -> Non
 
     assert mine == {"customer": "c-7"}  # the user's dict is not touched
     spans = by_name(exporter)
-    events = {event["name"]: event for event in platform.store.events()}
+    events = {event["name"]: event for event in tracengent_platform.events()}
     assert events["plain"]["attributes"] == {"customer": "c-7", **hex_ids(spans["handle request"])}
     assert events["read-only"]["attributes"] == {"k": 1, **hex_ids(spans["handle request"])}
     assert events["no span"].get("attributes") is None
@@ -340,7 +340,7 @@ class _Unreadable(Mapping[str, Any]):
         return 1
 
 
-def test_odd_attributes_are_left_alone(platform: Platform, otel: Otel) -> None:
+def test_odd_attributes_are_left_alone(otel: Otel) -> None:
     provider, _ = otel
     odd: list[Any] = [["a", "list"], "a string", _Unreadable()]
     with TracengentClient(TracengentOptions.local()) as client:
@@ -364,7 +364,7 @@ def _agent_work(client: TracengentClient) -> None:
 
 
 def test_an_uninstrumented_client_makes_no_spans_and_adds_no_ids(
-    platform: Platform, otel: Otel
+    tracengent_platform: PlatformRecorder, otel: Otel
 ) -> None:
     provider, exporter = otel
     with TracengentClient(TracengentOptions.local()) as client:
@@ -379,12 +379,12 @@ def test_an_uninstrumented_client_makes_no_spans_and_adds_no_ids(
         assert client.flush(5)
 
     assert [span.name for span in exporter.get_finished_spans()] == ["request", "request"]
-    events = platform.store.events()
+    events = tracengent_platform.events()
     assert len(events) == 2
     assert all(event.get("attributes") is None for event in events)
 
 
-def test_instrumenting_again_returns_or_replaces_cleanly(platform: Platform, otel: Otel) -> None:
+def test_instrumenting_again_returns_or_replaces_cleanly(otel: Otel) -> None:
     provider, exporter = otel
     other = TracerProvider()
     with TracengentClient(TracengentOptions.local()) as client:
@@ -404,7 +404,7 @@ def test_instrumenting_again_returns_or_replaces_cleanly(platform: Platform, ote
 
 
 def test_uninstrumenting_mid_trace_ends_its_spans_without_leaking_context(
-    platform: Platform, otel: Otel, caplog: pytest.LogCaptureFixture
+    otel: Otel, caplog: pytest.LogCaptureFixture
 ) -> None:
     provider, exporter = otel
     caplog.set_level(logging.DEBUG)
@@ -438,7 +438,7 @@ def _quiet(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_a_trace_closed_from_another_thread_or_context_ends_quietly(
-    platform: Platform, otel: Otel, caplog: pytest.LogCaptureFixture
+    tracengent_platform: PlatformRecorder, otel: Otel, caplog: pytest.LogCaptureFixture
 ) -> None:
     provider, exporter = otel
     caplog.set_level(logging.DEBUG)
@@ -466,13 +466,13 @@ def test_a_trace_closed_from_another_thread_or_context_ends_quietly(
     # a trace another context closed is not left as the parent of the next one
     assert [span.parent for span in spans] == [None, None, None]
     assert len({trace_id(span) for span in spans}) == 3
-    events = {event["name"]: event for event in platform.store.events()}
+    events = {event["name"]: event for event in tracengent_platform.events()}
     assert events["after the others"]["attributes"] == hex_ids(spans[2])
     assert events["after all traces"].get("attributes") is None
 
 
 async def test_an_async_trace_closed_in_another_task_ends_quietly(
-    platform: Platform, otel: Otel, caplog: pytest.LogCaptureFixture
+    otel: Otel, caplog: pytest.LogCaptureFixture
 ) -> None:
     provider, exporter = otel
     caplog.set_level(logging.DEBUG)

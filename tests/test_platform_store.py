@@ -250,6 +250,66 @@ def test_decisions_round_trip_and_filter_by_trace(store: Store) -> None:
         store.add_decision(decision("dec_1", None, 3.0))
 
 
+def test_a_tool_decision_keeps_its_tool_across_reopening(tmp_path: Path) -> None:
+    http = decision(
+        "dec_1", "trc_a", 1.0, kind="tool", permission=None, status="denied", tool="GET x.io/a",
+        transport="http", outcome="egress_deny",
+    )  # fmt: skip
+    mcp = decision("dec_2", "trc_a", 2.0, kind="tool", tool="wipe_disk", transport="mcp")
+    store = Store(tmp_path / "p.db")
+    for record in (http, mcp, decision("dec_3", "trc_a", 3.0)):
+        store.add_decision(record)
+    store.close()
+    store = Store(tmp_path / "p.db")
+    assert store.decisions()[:2] == [http, mcp]
+    assert (store.decisions()[2].tool, store.decisions()[2].transport) == (None, None)
+    assert store.timeline("trc_a")[1].data["tool"] == "wipe_disk"
+    store.close()
+
+
+# What `decisions` was before tools were stored: a ~/.tracengent made by an older version.
+OLD_DECISIONS = """
+CREATE TABLE decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, decision_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+    agent_id TEXT NOT NULL, trace_id TEXT, permission TEXT, status TEXT NOT NULL, outcome TEXT,
+    reason TEXT NOT NULL, context TEXT, approval_id TEXT, acting_for TEXT, chain TEXT,
+    created_at REAL NOT NULL)
+"""
+
+
+def test_an_old_database_gets_the_tool_columns_and_keeps_its_decisions(tmp_path: Path) -> None:
+    path = tmp_path / "platform.sqlite3"
+    with sqlite3.connect(path) as raw:
+        raw.execute(OLD_DECISIONS)
+        raw.execute(
+            "INSERT INTO decisions (decision_id, kind, agent_id, permission, status, reason,"
+            " created_at) VALUES ('dec_1', 'tool', 'demo-agent', 'crm:read', 'allowed', 'ok', 1)"
+        )
+        raw.execute("PRAGMA user_version = 1")
+    raw.close()
+
+    store = Store(path)
+    [old] = store.decisions()
+    assert (old.decision_id, old.permission, old.tool, old.transport) == (
+        "dec_1",
+        "crm:read",
+        None,
+        None,
+    )
+    new = decision("dec_2", None, 2.0, kind="tool", tool="lookup_customer", transport="mcp")
+    store.add_decision(new)
+    store.close()
+    again = Store(path)  # the columns are there now: opening adds nothing twice
+    assert again.decisions() == [old, new]
+    again.close()
+    with sqlite3.connect(path) as raw:
+        columns = [row[1] for row in raw.execute("PRAGMA table_info(decisions)")]
+        assert columns[-3:] == ["created_at", "tool", "transport"]
+        # a nullable column added, not a new schema: an older tracengent still opens the file
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    raw.close()
+
+
 def test_an_approval_is_decided_once(store: Store, clock: Clock) -> None:
     created = store.create_approval(
         "apr_1", "dec_1", "demo-agent", "payments:refund", {"amount": 900}, "trc_a", 60

@@ -266,7 +266,7 @@ def test_tool_assertions(
     assert "found:    1 of 1 gated call of 'search_flights' not denied:" in message
     assert "search_flights (flights:search)  allowed  'ok'" in message
     assert f"timeline:\n    trace {trace.trace_id}" in message
-    assert "tool-authz  payments:transfer  9000 EUR  → denied" in message
+    assert "tool-authz  transfer_funds (payments:transfer)  9000 EUR  → denied" in message
 
     with pytest.raises(AssertionError, match=r"no gated call of 'book_flight'; gated were: .*"):
         platform.assert_tool_allowed("book_flight")
@@ -408,7 +408,7 @@ def test_failures_show_the_timeline_in_a_pytest_run(pytester: pytest.Pytester) -
             "E   *found:    1 of 1 gated call of 'search_flights' not denied:",
             "E   *timeline:",
             'E   *trace trc_*  agent demo-agent  root "find flights"*',
-            "E   *tool-authz  flights:search  → allowed [[]policy_allow]*",
+            "E   *tool-authz  search_flights (flights:search)  → allowed [[]policy_allow]*",
             "E   *tool *✓ search_flights*",
         ]
     )

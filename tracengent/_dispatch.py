@@ -30,7 +30,7 @@ import tracengent_api as api
 
 from ._auth import AgentTokenProvider
 from ._encode import EventDefaults, encode_event, encode_object, join_batch
-from ._events import AgentEvent
+from ._events import AgentEvent, StepEvent
 from ._flow import Flow, Sleep, TokenUnavailable, authed, run_sync
 from ._logs import RateLimitedLog
 from ._options import TracengentOptions
@@ -61,7 +61,9 @@ class _TraceClose:
     wire: dict[str, Any]
 
 
-_Item = tuple[AgentEvent, int] | _Flush | _TraceClose  # an event with the time it was recorded
+# an event with the time it was recorded, a trace step's event (which has its own), or a marker
+_Item = tuple[AgentEvent, int] | StepEvent | _Flush | _TraceClose
+_MARKERS = (_Flush, _TraceClose)
 _Builder = Callable[..., httpx.Request]
 _DROP_REASON = {
     Outcome.TOO_LARGE: "oversize",
@@ -169,6 +171,9 @@ class EventDispatcher:
     def enqueue(self, event: AgentEvent) -> bool:
         """The whole of `record()` on the caller: stamp the time and append. Defaults, ids and
         encoding happen on the dispatcher thread."""
+        return self._append((event, _time_ns()))
+
+    def _append(self, item: _Item) -> bool:
         if self._closed:
             self.stats.drop("closed")
             return False
@@ -179,12 +184,15 @@ class EventDispatcher:
                 "queue_full", "queue full (%d events); dropping events", self._capacity
             )
             return False
-        queue.append((event, _time_ns()))
+        queue.append(item)
         if self._thread is None:
             self._start_thread()
         elif len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
         return True
+
+    #: A trace step's event, stamped and complete already (the same body: one call less).
+    enqueue_step = _append
 
     def enqueue_trace_close(self, wire: dict[str, Any]) -> None:
         if self._closed:
@@ -269,10 +277,13 @@ class EventDispatcher:
         room = max(_MAX_BATCH_BYTES, max_bytes)
         while queue and len(batch) < self._batch_size and room > 0:
             item = queue[0]
-            if type(item) is not tuple:
+            if isinstance(item, StepEvent):
+                encoded = encode_event(item, defaults, item.recorded_ns)
+            elif type(item) is tuple:
+                encoded = encode_event(item[0], defaults, item[1])
+            else:
                 break
             queue.popleft()
-            encoded = encode_event(item[0], defaults, item[1])
             if encoded is None:
                 self.stats.drop("unencodable")
             elif len(encoded) > max_bytes:
@@ -290,7 +301,7 @@ class EventDispatcher:
 
     def _handle_marker(self) -> None:
         queue = self._queue
-        if not queue or type(queue[0]) is tuple:
+        if not queue or not isinstance(queue[0], _MARKERS):
             return
         item = queue.popleft()
         if isinstance(item, _Flush):
@@ -329,7 +340,7 @@ class EventDispatcher:
         timeout one popleft() at a time.
         """
         queue = self._queue
-        markers = [item for item in queue if type(item) is not tuple]
+        markers = [item for item in queue if isinstance(item, _MARKERS)]
         events = len(queue) - len(markers)
         queue.clear()
         for item in markers:

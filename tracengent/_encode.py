@@ -21,6 +21,7 @@ from tracengent_api import models as wire
 from ._events import (
     AgentEvent,
     Money,
+    StepEvent,
     merge_tags,
     new_id,
     utc_iso_from_ns,
@@ -83,7 +84,7 @@ class EventDefaults:
 
 
 def event_object(
-    event: AgentEvent, defaults: EventDefaults, recorded_ns: int | None = None
+    event: AgentEvent | StepEvent, defaults: EventDefaults, recorded_ns: int | None = None
 ) -> dict[str, Any]:
     """The wire object of `event`, with the client's defaults filled in (the event is not changed).
 
@@ -174,7 +175,7 @@ _OPTIONAL_INT = frozenset({int, type(None)})
 _OPTIONAL_TIME = frozenset({str, datetime, type(None)})
 
 
-def _plain(e: AgentEvent) -> bool:
+def _plain(e: AgentEvent | StepEvent) -> bool:
     """The common case, told apart in one expression: text fields text, duration whole, no tags
     of its own. Such an event's wire object is well typed by construction."""
     return (
@@ -231,7 +232,7 @@ def _repaired(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def encode_event(
-    event: AgentEvent, defaults: EventDefaults, recorded_ns: int | None = None
+    event: AgentEvent | StepEvent, defaults: EventDefaults, recorded_ns: int | None = None
 ) -> bytes | None:
     """The event's bytes, or None if it cannot be encoded at all (it is then dropped, counted)."""
     try:

@@ -10,14 +10,15 @@ Everything here runs on the caller's thread for every recorded event, so constru
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 Number = float | int | Decimal
 
@@ -108,6 +109,60 @@ class AgentEvent:
     tags: list[str] | None = None
     root_request: str | None = None
 
+
+class StepEvent(NamedTuple):
+    """A trace step's event on its way to the queue: what `AgentEvent` holds, as one tuple.
+
+    Every tracked call makes one, on the caller's thread. A tuple costs a fraction of a dataclass
+    to build and, carrying its own record time, saves the queue's (event, time) pair: one object
+    less for the garbage collector per event while a backlog waits. The encoder reads it like an
+    `AgentEvent` (the fields a step never sets are always None); `agent_event()` is the public
+    form, for observers.
+    """
+
+    name: str
+    type: str
+    status: str
+    event_id: str
+    trace_id: str
+    parent_event_id: str | None
+    actor: Actor | None
+    input: Any
+    output: Any
+    cost: Money | None
+    usage: Usage | None
+    attributes: Any
+    duration_ms: int
+    root_request: str | None
+    recorded_ns: int
+    idempotency_key: None = None
+    agent_id: None = None
+    occurred_at: None = None
+    tags: None = None
+
+    def agent_event(self) -> AgentEvent:
+        return AgentEvent(
+            name=self.name,
+            type=self.type,
+            status=self.status,
+            event_id=self.event_id,
+            trace_id=self.trace_id,
+            parent_event_id=self.parent_event_id,
+            actor=self.actor,
+            input=self.input,
+            output=self.output,
+            cost=self.cost,
+            usage=self.usage,
+            attributes=self.attributes,
+            duration_ms=self.duration_ms,
+            root_request=self.root_request,
+            occurred_at=utc_iso_from_ns(self.recorded_ns),
+        )
+
+
+#: A StepEvent from all 19 of its fields, in order. NamedTuple's own constructor is a Python
+#: function with defaults (~0.9 µs); this calls tuple's directly (~0.2 µs), on every tracked call.
+new_step_event: Callable[[tuple[Any, ...]], StepEvent] = functools.partial(tuple.__new__, StepEvent)
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import time
 from collections.abc import Awaitable, Callable
+from time import time_ns as _time_ns
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -25,6 +26,7 @@ from ._events import (
     Money,
     Usage,
     new_id,
+    new_step_event,
     utc_now_iso,
 )
 from ._flow import resolve
@@ -134,32 +136,43 @@ class _TraceBase:
         if error is not None:
             self._status = EventStatuses.FAILURE
             output = {"error": str(error)}
-        # The hot path of every tracked call: the event is built complete, not filled by _emit.
+        # The hot path of every tracked call: one tuple, queued as is (see StepEvent).
         event_id = new_id("evt")
         root_request = None
         if self._root_pending:
             self._root_pending = False
             root_request = self.root_request
-        event = AgentEvent(
-            type=kind,
-            name=name,
-            status=EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
-            event_id=event_id,
-            trace_id=self.trace_id,
-            parent_event_id=self._last_event_id,
-            actor=self._actor,
-            input=input,
-            output=output,
-            cost=cost,
-            usage=usage,
-            attributes=attributes,
-            duration_ms=int((time.perf_counter() - started) * 1000),
-            root_request=root_request,
+        event = new_step_event(
+            (
+                name,
+                kind,
+                EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
+                event_id,
+                self.trace_id,
+                self._last_event_id,
+                self._actor,
+                input,
+                output,
+                cost,
+                usage,
+                attributes,
+                int((time.perf_counter() - started) * 1000),
+                root_request,
+                _time_ns(),
+                None,  # idempotency_key
+                None,  # agent_id
+                None,  # occurred_at
+                None,  # tags
+            )
         )
         self._last_event_id = event_id
-        self._core.record(event)
+        if step is None and self._core.observer is None:
+            self._core.dispatcher.enqueue_step(event)
+            return
+        recorded = event.agent_event()
+        self._core.record(recorded)
         if step is not None:
-            self._end_step(step, event, error)
+            self._end_step(step, recorded, error)
 
     def _finish_llm(
         self, name: str, started: float, input: Any, result: Any, step: _Step | None

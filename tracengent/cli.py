@@ -186,7 +186,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_traces(args: argparse.Namespace) -> int:
-    from .platform._timeline import render_traces
+    from .platform import render_traces
 
     store = _open_store(args.data)
     try:
@@ -197,7 +197,7 @@ def _cmd_traces(args: argparse.Namespace) -> int:
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from .platform._timeline import render_timeline
+    from .platform import render_timeline
 
     store = _open_store(args.data)
     try:
@@ -212,7 +212,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_approvals(args: argparse.Namespace) -> int:
-    from .platform._timeline import render_approvals
+    from .platform import render_approvals
 
     store = _open_store(args.data)
     try:

@@ -22,10 +22,13 @@ from ._policy import (
     load_policy,
     parse_policy,
 )
-from ._store import Store
+from ._store import Approval, DecisionRecord, Store, TraceSummary
+from ._timeline import render_approvals, render_timeline, render_traces
 
 __all__ = [
     "DEFAULT_POLICY_TOML",
+    "Approval",
+    "DecisionRecord",
     "EmbeddedTransport",
     "Platform",
     "PlatformApp",
@@ -33,6 +36,7 @@ __all__ = [
     "PolicyError",
     "Reply",
     "Store",
+    "TraceSummary",
     "default_data_dir",
     "default_policy",
     "embedded_platform",
@@ -40,6 +44,9 @@ __all__ = [
     "load_policy",
     "open_platform",
     "parse_policy",
+    "render_approvals",
+    "render_timeline",
+    "render_traces",
     "use_embedded_platform",
 ]
 

@@ -78,6 +78,26 @@ def _problems(error: ValidationError) -> str:
 
 
 @dataclass(frozen=True)
+class ToolCalled:
+    """The tool a tool decision is for, as its record keeps it: an unbound tool has no
+    permission, so without its name "which tool was refused?" has no answer."""
+
+    transport: str  # "mcp" | "function" | "http"
+    name: str  # the MCP tool or function name; for HTTP "POST api.stripe.com/v1/refunds"
+
+    @classmethod
+    def of(cls, request: api.ToolAuthorizeRequest) -> ToolCalled:
+        transport = request.transport.value
+        if transport != "http":
+            name = request.tool_name if transport == "mcp" else request.function_name
+            return cls(transport, name or "")
+        path = request.path or "/"
+        target = f"{request.host or ''}{path if path.startswith('/') else '/' + path}"
+        method = (request.method or "").upper()
+        return cls(transport, f"{method} {target}" if method else target)
+
+
+@dataclass(frozen=True)
 class Caller:
     agent: AgentPolicy
     grant: decide.Grant | None
@@ -273,6 +293,7 @@ class Platform:
         verdict: decide.Verdict,
         context: Any,
         outcome: str | None = None,
+        tool: ToolCalled | None = None,
     ) -> tuple[str, str | None]:
         decision_id = self.store.new_id("dec")
         approval_id = None
@@ -293,6 +314,8 @@ class Platform:
                 acting_for=caller.grant.acting_for if caller.grant else None,
                 chain=caller.grant.chain if caller.grant else None,
                 created_at=self._clock(),
+                tool=tool.name if tool else None,
+                transport=tool.transport if tool else None,
             )
         )
         if approval_id is not None:
@@ -404,8 +427,9 @@ class Platform:
         permission: str | None,
         context: Any = None,
     ) -> Reply:
+        tool = ToolCalled.of(request)
         decision_id, approval_id = self._record(
-            "tool", caller, request.trace_id, permission, verdict, context, outcome
+            "tool", caller, request.trace_id, permission, verdict, context, outcome, tool
         )
         answer = api.ToolAuthorizeResponse(
             allowed=verdict.allowed,

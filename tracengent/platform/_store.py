@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, decision_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
     agent_id TEXT NOT NULL, trace_id TEXT, permission TEXT, status TEXT NOT NULL, outcome TEXT,
     reason TEXT NOT NULL, context TEXT, approval_id TEXT, acting_for TEXT, chain TEXT,
-    created_at REAL NOT NULL);
+    created_at REAL NOT NULL, tool TEXT, transport TEXT);
 CREATE INDEX IF NOT EXISTS decisions_trace ON decisions (trace_id);
 CREATE TABLE IF NOT EXISTS approvals (
     approval_id TEXT PRIMARY KEY, decision_id TEXT NOT NULL, agent_id TEXT NOT NULL,
@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS token_ledger (
     state TEXT NOT NULL, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS token_ledger_agent ON token_ledger (agent_id, state);
 """
+# Nullable columns added since a table was first created: a database made by an older version
+# gets them on open. Older code reads and writes such a database unchanged (it names its columns),
+# so adding one does not bump SCHEMA_VERSION, which would lock an older CLI out of ~/.tracengent.
+_ADDED_COLUMNS = (("decisions", "tool", "TEXT"), ("decisions", "transport", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,9 @@ class DecisionRecord:
     acting_for: str | None
     chain: tuple[str, ...] | None
     created_at: float
+    #: a tool decision's tool: the MCP tool or function name, or "METHOD host/path" for HTTP
+    tool: str | None = None
+    transport: str | None = None  # a tool decision's: "mcp" | "function" | "http"
 
 
 @dataclass(frozen=True)
@@ -216,6 +223,10 @@ class Store:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             # Migrations from an older `version` go here.
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

@@ -163,16 +163,27 @@ def _context_details(context: Any) -> str:
     return _join(amount, "" if tokens is None else f"est. {tokens:.0f} tokens")
 
 
+def _subject(decision: Mapping[str, Any]) -> str:
+    """What was decided on: a tool decision's tool, then the permission it is bound to.
+
+    An unbound tool has no permission; a record from before tools were stored has no tool.
+    """
+    permission = _text(decision.get("permission"), 120)
+    tool = _text(decision.get("tool"), 120) if decision.get("kind") == "tool" else ""
+    if tool:
+        return f"{tool} ({permission})" if permission else tool
+    return permission or "(no permission)"
+
+
 def _decision_line(decision: Mapping[str, Any]) -> tuple[str, str]:
     label = "tool-authz" if decision.get("kind") == "tool" else "authz"
-    permission = _text(decision.get("permission"), 120) or "(no permission)"
     status = _text(decision.get("status"), 30) or "?"
     outcome = _text(decision.get("outcome"), 30)
     verdict = f"→ {status}" + (f" [{outcome}]" if outcome else "")
     acting_for = _text(decision.get("acting_for"), 60)
     approval = _text(decision.get("approval_id"), 60)
     body = _join(
-        permission,
+        _subject(decision),
         _context_details(decision.get("context")),
         verdict,
         _quoted(decision.get("reason")),

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracengent.platform._store import DecisionRecord
+from tracengent.platform import DecisionRecord
 from tracengent.platform._timeline import format_amount
 
 from ._reader import GatedToolCall, _Reader
@@ -168,7 +168,7 @@ class _Checks(_Reader):
             seen = sorted({call.tool for call in self.tool_calls(trace_id)})
             others = f"gated were: {', '.join(seen)}" if seen else "no tool call was gated"
             found = f"no gated call of {tool!r}{_scope(trace_id)}; {others}"
-        details = [decision_line(c.decision, c.verdict, c.tool) for c in calls]
+        details = [decision_line(call.decision, call.verdict) for call in calls]
         traces = [trace_id] if trace_id else [c.decision.trace_id for c in calls]
         raise self._failure(
             f"tool {tool!r} gated and {wanted}{_scope(trace_id)}", found, details, traces
@@ -189,17 +189,13 @@ class _Checks(_Reader):
             )
         else:
             found = f"no decision on {permission!r}{_scope(trace_id)}"
-        details = [self._line(d, v) for d, v in zip(decisions, verdicts, strict=True)]
+        details = [decision_line(d, v) for d, v in zip(decisions, verdicts, strict=True)]
         if not decisions:  # a typo in the permission shows here
-            details = [self._line(d, self.verdict(d)) for d in self.decisions(trace_id)]
+            details = [decision_line(d, self.verdict(d)) for d in self.decisions(trace_id)]
             found += "; the decisions were:" if details else "; there was none at all"
         traces = [trace_id] if trace_id else [d.trace_id for d in decisions]
         expected = f"{permission!r} {wanted}{_scope(trace_id)}"
         raise self._failure(expected, found, details[:_MAX_DETAILS], traces)
-
-    def _line(self, decision: DecisionRecord, verdict: str) -> str:
-        request = self.platform.tool_request(decision.decision_id)
-        return decision_line(decision, verdict, request.name if request else None)
 
     def _failure(
         self, expected: str, found: str, details: Sequence[str], traces: Sequence[str | None]

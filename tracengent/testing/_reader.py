@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracengent._dispatch import _LIVE
-from tracengent.platform import EmbeddedTransport, Policy, Store
-from tracengent.platform._store import Approval, DecisionRecord, TraceSummary
-from tracengent.platform._timeline import render_timeline
-
-from ._platform import ObservedPlatform
+from tracengent.platform import (
+    Approval,
+    DecisionRecord,
+    EmbeddedTransport,
+    Platform,
+    Policy,
+    Store,
+    TraceSummary,
+    render_timeline,
+)
 
 FLUSH_TIMEOUT_S = 5.0
 _EVERY_TRACE = 1 << 62  # Store.traces() wants a limit; a test wants them all
@@ -37,10 +42,20 @@ class GatedToolCall:
     verdict: str
 
 
+def _matches(decision: DecisionRecord, tool: str) -> bool:
+    """By the stored name; an HTTP call ("POST api.stripe.com/v1/refunds") also by its host."""
+    if tool == decision.tool:
+        return True
+    if decision.tool is None or decision.transport != "http":
+        return False
+    before_path = decision.tool.partition("/")[0]  # "POST api.stripe.com"
+    return tool == before_path.rpartition(" ")[2]
+
+
 class _Reader:
     """The read side of `PlatformRecorder`."""
 
-    def __init__(self, platform: ObservedPlatform) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
     @property
@@ -98,22 +113,16 @@ class _Reader:
         `tool` matches the MCP tool or function name, or an HTTP call's host or
         "METHOD host/path".
         """
-        calls = []
-        for decision in self.decisions(trace_id):
-            if decision.kind != "tool":
-                continue
-            request = self.platform.tool_request(decision.decision_id)
-            if tool is not None and (request is None or not request.matches(tool)):
-                continue
-            calls.append(
-                GatedToolCall(
-                    tool=request.name if request else "?",
-                    transport=request.transport if request else "?",
-                    decision=decision,
-                    verdict=self.verdict(decision),
-                )
+        return [
+            GatedToolCall(
+                tool=decision.tool or "?",
+                transport=decision.transport or "?",
+                decision=decision,
+                verdict=self.verdict(decision),
             )
-        return calls
+            for decision in self.decisions(trace_id)
+            if decision.kind == "tool" and (tool is None or _matches(decision, tool))
+        ]
 
     def verdict(self, decision: DecisionRecord) -> str:
         """ "allowed", "denied" or "pending": the decision, or its approval once a person decided."""

@@ -8,13 +8,17 @@ from pathlib import Path
 from types import TracebackType
 
 from tracengent import AsyncTracengentClient, TracengentClient, TracengentOptions
-from tracengent.platform import Platform, use_embedded_platform
+from tracengent.platform import (
+    Approval,
+    Platform,
+    Store,
+    render_approvals,
+    use_embedded_platform,
+)
 from tracengent.platform._policy import AgentPolicy
-from tracengent.platform._store import Approval
-from tracengent.platform._timeline import render_approvals
 
 from ._checks import _Checks
-from ._platform import ObservedPlatform, PolicySource, resolve_policy
+from ._platform import PolicySource, resolve_policy
 
 
 def _close_async(client: AsyncTracengentClient) -> None:
@@ -39,7 +43,7 @@ class PlatformRecorder(_Checks):
     def __init__(self, policy: PolicySource = None, *, base_dir: Path | None = None) -> None:
         """`policy`: None (the built-in one), TOML text, a file path (relative to `base_dir`), or
         a `Policy`. Raises `PolicyError` listing every problem of a policy that cannot be used."""
-        super().__init__(ObservedPlatform(resolve_policy(policy, base_dir)))
+        super().__init__(Platform(resolve_policy(policy, base_dir), Store()))
         self._previous: Platform | None = None
         self._installed = False
         self._clients: list[TracengentClient | AsyncTracengentClient] = []

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from tracengent.platform import Store
-from tracengent.platform._store import DecisionRecord
-from tracengent.platform._timeline import format_amount, render_timeline
+from tracengent.platform import DecisionRecord, Store, render_timeline
+from tracengent.platform._timeline import format_amount
 
 _MAX_TIMELINES = 5  # a test that ran more traces than this has bigger problems to show first
 _INDENT = "    "
@@ -22,10 +21,12 @@ def indent(lines: Iterable[str]) -> str:
     return "\n".join(_INDENT + line for line in lines)
 
 
-def decision_line(decision: DecisionRecord, verdict: str, tool: str | None = None) -> str:
-    """One decision: what it was on, how it ended, why, and in which trace."""
+def decision_line(decision: DecisionRecord, verdict: str) -> str:
+    """One decision: what it was on (a tool decision's tool, then its permission), how it ended,
+    why, and in which trace."""
+    tool = decision.tool if decision.kind == "tool" else None
     subject = tool or decision.permission or "(no permission)"
-    if tool is not None and decision.permission:
+    if tool and decision.permission:
         subject += f" ({decision.permission})"
     same = verdict == decision.status or (verdict, decision.status) == _STILL_PENDING
     ended = decision.status if same else f"{decision.status} → {verdict}"
