@@ -85,7 +85,9 @@ def test_an_exchange_with_no_operation_is_drift(copy: Path) -> None:
 
 def test_check_catches_a_hand_edit(copy: Path) -> None:
     operations = copy / "generated" / "tracengent_api" / "operations.py"
-    operations.write_text(operations.read_text().replace('"Accept": _JSON', '"Accept": "*/*"'))
+    edited = operations.read_text().replace('_JSON = "application/json"', '_JSON = "text/json"')
+    assert edited != operations.read_text()
+    operations.write_text(edited)
     result = codegen(copy, "--check")
     assert result.returncode == 1
     assert "operations.py" in result.stderr

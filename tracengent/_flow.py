@@ -58,7 +58,12 @@ class TokenUnavailable(Exception):
 
 def with_timeout(request: httpx.Request, seconds: float) -> httpx.Request:
     """httpx only applies timeouts it finds on the request; a bare `httpx.Request` has none."""
-    request.extensions["timeout"] = httpx.Timeout(seconds).as_dict()
+    request.extensions["timeout"] = {
+        "connect": seconds,
+        "read": seconds,
+        "write": seconds,
+        "pool": seconds,
+    }
     return request
 
 
