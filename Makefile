@@ -46,12 +46,13 @@ demo-low-level: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
 
-## Benchmarks (bench/): the full suite, its quick mode (CI runs it in the tests), and a run
-## against the published 0.1.0 in a side virtualenv (.bench-venv-0.1.0/) with ratios.
+## Benchmarks (bench/). The targets are ratios in one run, so `bench` measures the published 0.1.0
+## too (side virtualenv .bench-venv-0.1.0/) and records the table in bench/RESULTS.md;
+## `bench-compare` is the same run without touching RESULTS.md; `bench-quick` is CI's smoke run.
 .PHONY: bench bench-quick bench-compare
 
 bench: $(STAMP)
-	$(PY) -m bench --json bench/results/latest.json
+	$(PY) -m bench --compare --json bench/results/latest.json --markdown bench/RESULTS.md
 
 bench-quick: $(STAMP)
 	$(PY) -m bench --quick --json bench/results/quick.json
