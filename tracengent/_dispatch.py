@@ -38,8 +38,9 @@ from ._retry import RetryPolicy
 
 _JOIN_GRACE_S = 0.05  # requests are timed to end by the deadline; this only covers the wake-up
 # Delivery stops this much (at most a tenth of the timeout) before close()'s deadline: counting
-# and freeing a backlog of a million events takes a tenth of a second of its own.
-_CLOSE_RESERVE_S = 0.1
+# and freeing a backlog of a million events, and the garbage collector's pass over it, take a
+# tenth of a second or more of their own, and close() must return within its timeout.
+_CLOSE_RESERVE_S = 0.25
 _MAX_BATCH_BYTES = 1 << 20  # a batch stops growing here: requests stay small for any proxy
 # Telemetry batches repeat their keys and ids, so level 1 compresses them as well as level 6 does
 # (~40:1) at a third of the CPU.
