@@ -77,8 +77,8 @@ NEEDS_SINK = {"W1", "W2", "W3", "W4", "W5", "W7", "httpx_post"}
 NOTES = """\
 How to read it: `value` is this run. The issue sets its speed targets as ratios in one run, so a
 row with one is judged (`verdict`) by its ratio to a `same-run reference`: the published 0.1.0
-measured in this run (`--compare`), or, for W2, one OpenTelemetry span; `target ratio` says how
-the issue words it. `absolute` compares the value with the issue's own figure, measured on its
+measured in this run (`--compare`; its sync client for both rows, as 0.1.0 has no async one)
+or, for W2, one OpenTelemetry span; `target ratio` says how the issue words it. `absolute` compares the value with the issue's own figure, measured on its
 machine: for reference only. Per-event and per-call times are means over the whole run; CPU is
 `time.process_time()` of the SDK's process (caller and background thread) until the sink had
 every event; memory is the growth of the process's peak RSS during the workload (fresh process,

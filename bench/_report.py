@@ -249,7 +249,10 @@ def build_rows(results: Results, reference: Results | None = None) -> list[dict[
                 row["shown"] = "skipped" if "skipped" in problem else "ERROR"
                 row["note"] = problem.get("skipped") or problem.get("error")
             if reference is not None:
-                ref_found = _result_for(reference, metric, variant)
+                # 0.1.0 has no async client: the 0.1.0 figures are its sync client's
+                ref_found = _result_for(reference, metric, variant) or (
+                    _result_for(reference, metric, "sync") if variant == "async" else None
+                )
                 ref_value = None if ref_found is None else ref_found.get(metric.key)
                 row["value_010"] = ref_value
                 row["shown_010"] = (
@@ -283,7 +286,7 @@ def _judge(
         row["reference_name"] = "OTel span"
     else:
         ref = row.get("value_010") if reference is not None else None
-        row["reference_name"] = "0.1.0"
+        row["reference_name"] = "0.1.0 sync" if row["variant"] == "async" else "0.1.0"
     row["reference"] = ref
     row["target_ratio"] = ratio_spec.limit
     row["ratio_why"] = ratio_spec.why
