@@ -28,7 +28,7 @@ from tracengent import (
     TracengentClient,
     TracengentOptions,
 )
-from tracengent._observe import Observer
+from tracengent._observe import Decision, Observer
 from tracengent._trace import _TraceBase
 from tracengent.integrations.mcp import GovernedSession, governed_session
 from tracengent.testing import PlatformRecorder
@@ -363,8 +363,8 @@ class StepLog(Observer):
         self.calls.append(("started", kind, name))
         return name
 
-    def decision(self, kind: str, subject: str, allowed: bool, status: str, *rest: Any) -> None:
-        self.calls.append(("decision", subject, status))
+    def decision(self, kind: str, subject: str, decision: Decision) -> None:
+        self.calls.append(("decision", subject, decision.status))
 
     def step_finished(
         self, step: Any, event: AgentEvent | None, error: BaseException | None

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ._events import Number
 from ._flow import Flow, Sleep, TokenUnavailable, authed
-from ._observe import notify
+from ._observe import observe_decision
 from ._trace import current_trace
 
 if TYPE_CHECKING:
@@ -191,17 +191,7 @@ def authorize_flow(
         decision = AuthDecision.from_wire(api.parse_authorize(response))
     except Exception as error:  # noqa: BLE001 - every failure is a deny that says why
         decision = AuthDecision.deny(_failure("authorize", error))
-    if core.observer is not None:
-        notify(
-            core.observer.decision,
-            "authorize",
-            permission,
-            decision.allowed,
-            decision.status,
-            decision.reason,
-            decision.decision_id,
-            decision.approval_id,
-        )
+    observe_decision(core, "authorize", permission, decision)
     return decision
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ._core import ClientCore
     from ._events import AgentEvent
     from ._trace import _TraceBase
 
@@ -42,18 +43,30 @@ class Observer:
     def event_recorded(self, event: AgentEvent) -> None:
         """An event is about to be queued; the observer may add to its `attributes`."""
 
-    def decision(
-        self,
-        kind: str,
-        subject: str,
-        allowed: bool,
-        status: str,
-        reason: str | None,
-        decision_id: str | None,
-        approval_id: str | None,
-    ) -> None:
+    def decision(self, kind: str, subject: str, decision: Decision) -> None:
         """An authorization (`kind="authorize"`, subject = permission) or tool-governance
         (`kind="tool"`, subject = tool or function name) decision was taken, fail-closed ones too."""
+
+
+class Decision(Protocol):
+    """What an observer reads of a decision; `AuthDecision` and `ToolDecision` both are one."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def decision_id(self) -> str | None: ...
+    @property
+    def approval_id(self) -> str | None: ...
+
+
+def observe_decision(core: ClientCore, kind: str, subject: str, decision: Decision) -> None:
+    """Tell the client's observer, if it has one, of a decision just taken."""
+    if core.observer is not None:
+        notify(core.observer.decision, kind, subject, decision)
 
 
 def notify(method: Callable[..., Any], *args: Any) -> Any:

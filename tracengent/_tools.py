@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ._authorization import _failure, _text, call_platform
 from ._flow import Flow
 from ._jsonsafe import to_jsonable
-from ._observe import notify
+from ._observe import observe_decision
 from ._redaction import Redaction
 from ._trace import current_trace
 
@@ -158,17 +158,8 @@ def tool_authorize_flow(
             decision.ungoverned = True
         else:
             decision = ToolDecision.deny(f"fail-closed: {reason}")
-    if core.observer is not None:
-        notify(
-            core.observer.decision,
-            "tool",
-            request.tool_name or request.function_name or f"{request.method} {request.host}",
-            decision.allowed,
-            decision.status,
-            decision.reason,
-            decision.decision_id,
-            decision.approval_id,
-        )
+    subject = request.tool_name or request.function_name or f"{request.method} {request.host}"
+    observe_decision(core, "tool", subject, decision)
     return decision
 
 

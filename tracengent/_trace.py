@@ -172,8 +172,7 @@ class _TraceBase:
             return
         recorded = event.agent_event()
         self._core.record(recorded)
-        if step is not None:
-            self._end_step(step, recorded, error)
+        self._end_step(step, recorded, error)
 
     def _finish_llm(
         self, name: str, started: float, input: Any, result: Any, step: _Step | None

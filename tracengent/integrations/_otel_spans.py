@@ -15,6 +15,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
 from .._events import AgentEvent, EventTypes
+from .._observe import Decision
 
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
@@ -92,23 +93,15 @@ def fail_step(span: Span, error: BaseException) -> None:
     span.record_exception(error)
 
 
-def decision_attributes(
-    kind: str,
-    subject: str,
-    allowed: bool,
-    status: str,
-    reason: str | None,
-    decision_id: str | None,
-    approval_id: str | None,
-) -> Attributes:
+def decision_attributes(kind: str, subject: str, decision: Decision) -> Attributes:
     attributes: Attributes = {"tracengent.decision.kind": kind}
     subject_key = {"authorize": "tracengent.permission", "tool": GEN_AI_TOOL_NAME}.get(kind)
     _put(attributes, subject_key or "tracengent.decision.subject", subject)
-    _put(attributes, "tracengent.decision.status", status)
-    _put(attributes, "tracengent.decision.allowed", allowed)
-    _put(attributes, "tracengent.decision.reason", reason)
-    _put(attributes, "tracengent.decision.id", decision_id or None)  # a local deny has id ""
-    _put(attributes, "tracengent.approval.id", approval_id or None)
+    _put(attributes, "tracengent.decision.status", decision.status)
+    _put(attributes, "tracengent.decision.allowed", decision.allowed)
+    _put(attributes, "tracengent.decision.reason", decision.reason)
+    _put(attributes, "tracengent.decision.id", decision.decision_id or None)  # local deny: ""
+    _put(attributes, "tracengent.approval.id", decision.approval_id or None)
     return attributes
 
 

@@ -39,7 +39,7 @@ from .. import __version__
 from .._async_client import AsyncTracengentClient
 from .._client import TracengentClient
 from .._events import AgentEvent
-from .._observe import Observer
+from .._observe import Decision, Observer
 from ._otel_spans import (
     OTEL_SPAN_ID,
     OTEL_TRACE_ID,
@@ -233,21 +233,10 @@ class _SpanObserver(Observer):
 
     # --- decisions and events -------------------------------------------------------------
 
-    def decision(
-        self,
-        kind: str,
-        subject: str,
-        allowed: bool,
-        status: str,
-        reason: str | None,
-        decision_id: str | None,
-        approval_id: str | None,
-    ) -> None:
+    def decision(self, kind: str, subject: str, decision: Decision) -> None:
         span = otel_trace.get_current_span(self._current())
         if span.is_recording():
-            attributes = decision_attributes(
-                kind, subject, allowed, status, reason, decision_id, approval_id
-            )
+            attributes = decision_attributes(kind, subject, decision)
             span.add_event("tracengent.decision", attributes)
 
     def event_recorded(self, event: AgentEvent) -> None:
