@@ -72,6 +72,21 @@ def test_attenuate_conforms() -> None:
     assert recording.raw("/v1/oauth/token") == []  # the agent's own credentials were never used
 
 
+@pytest.mark.parametrize("answered", ["", "   ", "\n"])
+def test_an_empty_child_token_is_a_delegation_error(answered: str) -> None:
+    recording = RecordingPlatform()
+    answer = {"token": {"accessToken": answered, "tokenType": "Bearer", "expiresIn": 300}}
+    recording.script("/v1/delegations/dlg_1/attenuate", lambda _r: httpx.Response(200, json=answer))
+    token = jwt.encode(
+        {"grant_id": "dlg_1", "delegated_permissions": ["hotels:*"]}, "k" * 32, algorithm="HS256"
+    )
+    options = TracengentOptions(agent_id="demo-agent", client_id="key_demo", client_secret="s")
+    with TracengentClient(options, transport=recording.transport) as client:
+        session = client.begin_delegated_task(token)
+        with pytest.raises(DelegationException, match="empty token"):
+            session.attenuate_for_call("agt_hotel", ["hotels:book"])
+
+
 def test_a_session_authorizes_with_its_delegated_token(platform: PlatformServer) -> None:
     token = platform.mint_delegated_token(
         ["flights:*"], acting_for="besar", chain=("besar", "demo-agent")

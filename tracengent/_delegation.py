@@ -107,7 +107,7 @@ class _SessionBase:
         )
         try:
             response = yield from call_platform(self._core, build, bearer=self.token)
-            return api.parse_attenuate(response).token.access_token
+            child = api.parse_attenuate(response).token.access_token
         except api.ApiError as error:
             raise DelegationException(
                 f"the platform refused the attenuation ({error.status_code}): {error.reason or error.body}"
@@ -116,6 +116,9 @@ class _SessionBase:
             raise DelegationException(
                 f"attenuate failed: {type(error).__name__}: {error}"
             ) from None
+        if not child.strip():  # a session on it could only ever deny: say so now, not later
+            raise DelegationException("the platform answered the attenuation with an empty token")
+        return child
 
     def _check_locally(self, requested: list[str], max_amount: Number | None) -> None:
         if self._unusable:
