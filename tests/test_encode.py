@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracengent import Actor, AgentEvent, Money, Usage
-from tracengent._encode import EventDefaults, encode_event, encode_object, event_object, join_batch
+from tracengent._encode import (
+    EventDefaults,
+    encode_event,
+    encode_object,
+    encode_step,
+    event_object,
+    join_batch,
+)
 from tracengent._events import StepEvent
 
 DEFAULTS = EventDefaults.of("demo-agent", "production", ("eu", "production"))
@@ -85,13 +92,28 @@ steps = st.builds(
 )
 
 
-@settings(max_examples=100, deadline=None)
+def queued(step: StepEvent) -> tuple[object, ...]:
+    """What a trace queues for a step: a plain tuple, input/output/attributes as JSON bytes."""
+    raw = {name: getattr(step, name) for name in ("input", "output", "attributes")}
+    return tuple(
+        step._replace(**{k: None if v is None else encode_object(v) for k, v in raw.items()})
+    )
+
+
+@settings(max_examples=150, deadline=None)
 @given(steps)
-def test_a_step_event_encodes_as_the_agent_event_it_stands_for(step: StepEvent) -> None:
-    """Trace steps skip AgentEvent on the hot path; the wire cannot tell."""
-    as_event = step.agent_event()
-    assert encode_event(step, DEFAULTS, step.recorded_ns) == encode_event(as_event, DEFAULTS, 0)
-    assert encode_event(step, DEFAULTS, step.recorded_ns) is not None
+def test_a_queued_step_encodes_as_the_agent_event_it_stands_for(step: StepEvent) -> None:
+    """Trace steps skip AgentEvent and encode their values early; the wire cannot tell."""
+    encoded = encode_step(queued(step), DEFAULTS)
+    assert encoded is not None
+    assert encoded == encode_event(step.agent_event(), DEFAULTS, 0)
+
+
+def test_a_step_value_that_looks_like_the_placeholder_is_sent_as_written() -> None:
+    step = StepEvent("s", "tool_call", "success", "evt_1", "trc_1", None, None,
+                     '"@tracengent-raw-0-input"', {"k": "@tracengent-raw-"}, None, None, None,
+                     0, None, 0)  # fmt: skip
+    assert encode_step(queued(step), DEFAULTS) == encode_event(step.agent_event(), DEFAULTS, 0)
 
 
 def test_defaults_fill_without_changing_the_event() -> None:

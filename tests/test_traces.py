@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
 
 import pytest
@@ -210,3 +211,55 @@ async def test_async_trace_awaits_sync_and_async_callables(platform: RecordingPl
     names = [e["name"] for e in events(platform)]
     assert names == ["a", "s", "llm"]
     assert platform.sent("/v1/authorize")[0]["traceId"] == trace.trace_id
+
+
+def test_a_step_records_its_result_as_it_was_when_the_step_ended(
+    client: TracengentClient, platform: RecordingPlatform
+) -> None:
+    """The agent may mutate a tool's result afterwards (or from another thread) while the event
+    waits in the queue: the event keeps what the tool returned."""
+    result = {"flights": ["TP1350"]}
+    with client.begin_trace("search") as trace:
+        returned = trace.track_tool_call("search", lambda: result, input={"to": "LIS"})
+        returned["flights"].append("LH1173")
+        returned["extra"] = object()  # not JSON either: it was never the event's
+    client.close(5)
+    [event] = [e for e in events(platform) if e["name"] == "search"]
+    assert event["output"] == {"flights": ["TP1350"]}
+    assert event["input"] == {"to": "LIS"}
+
+
+def test_queued_steps_are_snapshots_the_garbage_collector_lets_go_of() -> None:
+    """A backlog of steps (here: the platform never asked) holds no object the agent's garbage
+    collections must walk: each step is a plain tuple of text, numbers and JSON bytes."""
+    options = TracengentOptions(
+        **OPTIONS,
+        flush_interval_ms=3_600_000,
+        max_batch_size=1_000_000,  # type: ignore[arg-type]
+    )
+    platform = RecordingPlatform()
+    client = TracengentClient(options, transport=platform.transport)
+    with client.begin_trace("search") as trace:
+        for _ in range(3):
+            trace.track_tool_call("search", lambda: {"flights": ["TP1350"], "n": 1})
+    queued = [item for item in client._core.dispatcher._queue if type(item) is tuple]
+    gc.collect()
+    assert len(queued) == 3 and not any(gc.is_tracked(item) for item in queued)
+    client.close(5)
+    assert [e["output"] for e in events(platform)] == [{"flights": ["TP1350"], "n": 1}] * 3
+
+
+def test_a_step_whose_values_cannot_be_encoded_is_still_recorded(
+    client: TracengentClient, platform: RecordingPlatform
+) -> None:
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    with client.begin_trace("odd values") as trace:
+        assert trace.track_tool_call("odd", lambda: loop, input=Broken()) is loop
+    client.close(5)
+    [event] = [e for e in events(platform) if e["name"] == "odd"]
+    assert event["status"] == "success" and "input" in event and "output" in event

@@ -29,8 +29,8 @@ import httpx
 import tracengent_api as api
 
 from ._auth import AgentTokenProvider
-from ._encode import EventDefaults, encode_event, encode_object, join_batch
-from ._events import AgentEvent, StepEvent
+from ._encode import EventDefaults, encode_event, encode_object, encode_step, join_batch
+from ._events import AgentEvent
 from ._flow import Flow, Sleep, TokenUnavailable, authed, run_sync
 from ._logs import RateLimitedLog
 from ._options import TracengentOptions
@@ -65,8 +65,8 @@ class _TraceClose:
     wire: dict[str, Any]
 
 
-# an event with the time it was recorded, a trace step's event (which has its own), or a marker
-_Item = tuple[AgentEvent, int] | StepEvent | _Flush | _TraceClose
+# an event with the time it was recorded, a queued trace step (see StepEvent), or a marker
+_Item = tuple[AgentEvent, int] | tuple[Any, ...] | _Flush | _TraceClose
 _MARKERS = (_Flush, _TraceClose)
 _Builder = Callable[..., httpx.Request]
 _DROP_REASON = {
@@ -195,7 +195,7 @@ class EventDispatcher:
             self._wake.set()
         return True
 
-    #: A trace step's event, stamped and complete already (the same body: one call less).
+    #: A queued trace step (see StepEvent), stamped already (the same body: one call less).
     enqueue_step = _append
 
     def enqueue_trace_close(self, wire: dict[str, Any]) -> None:
@@ -283,13 +283,13 @@ class EventDispatcher:
         room = max(_MAX_BATCH_BYTES, max_bytes)
         while queue and len(batch) < self._batch_size and room > 0:
             item = queue[0]
-            if isinstance(item, StepEvent):
-                encoded = encode_event(item, defaults, item.recorded_ns)
-            elif type(item) is tuple:
+            if type(item) is not tuple:
+                break  # a marker
+            queue.popleft()
+            if len(item) == 2:  # (event, time)
                 encoded = encode_event(item[0], defaults, item[1])
             else:
-                break
-            queue.popleft()
+                encoded = encode_step(item, defaults)
             if encoded is None:
                 self.stats.drop("unencodable")
             elif len(encoded) > max_bytes:

@@ -8,14 +8,15 @@ the encoded events joined into a JSON array, byte for byte what `encode_ingest_e
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pydantic_core
 from pydantic import BaseModel
+from pydantic_core import to_json as _to_json
 from tracengent_api import models as wire
 
 from ._events import (
@@ -24,6 +25,7 @@ from ._events import (
     StepEvent,
     merge_tags,
     new_id,
+    step_event,
     utc_iso_from_ns,
     utc_now_iso,
     utc_timestamp,
@@ -143,16 +145,52 @@ _LONG_NUMBER = re.compile(rb"[0-9]{4300}")
 """Digits past Python's int/str limit: valid JSON that a Python platform refuses to parse."""
 
 
-def encode_object(obj: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON of a wire object; anything JSON cannot hold is encoded or replaced."""
+def encode_object(obj: Any) -> bytes:
+    """Compact UTF-8 JSON of a wire object or any value; never raises: anything JSON cannot
+    hold is encoded or replaced."""
     try:
-        encoded = pydantic_core.to_json(obj, fallback=_fallback, inf_nan_mode="strings")
+        encoded = _to_json(obj, fallback=_fallback, inf_nan_mode="strings")
         if len(encoded) < 4300 or not _LONG_NUMBER.search(encoded):
             return encoded
-        return pydantic_core.to_json(to_jsonable(obj), inf_nan_mode="strings")
-    except (ValueError, TypeError, RecursionError, pydantic_core.PydanticSerializationError):
-        # a circular structure, a non-string key, a failing __getattr__: rebuild safely
-        return pydantic_core.to_json(to_jsonable(obj), inf_nan_mode="strings")
+    except Exception:  # noqa: BLE001 - a circular structure, a non-string key, a dict resized
+        pass  # by another thread, a failing __getattr__: rebuild safely
+    return _to_json(to_jsonable(obj), inf_nan_mode="strings")
+
+
+# --- trace steps ------------------------------------------------------------------------------
+#
+# A step's input, output and attributes are encoded on the caller's thread, when the step ends
+# (`_TraceBase._finish`), and queued as JSON bytes in a plain tuple. It is a snapshot (the agent
+# may mutate a tool's result afterwards, or from another thread, without changing or breaking
+# the event), and a plain tuple of strings, numbers and bytes is one the garbage collector stops
+# tracking at its first pass: a backlog of steps costs the agent's collections nothing, where
+# queued objects made every full collection walk them all (~2-3 µs per tracked call). The
+# encoder splices the bytes into the event in place of placeholders only it can write.
+
+_RAW_KEYS = (K_INPUT, K_OUTPUT, K_ATTRIBUTES)
+_NONCE = os.urandom(8).hex()
+_PLACEHOLDERS = {key: f"@tracengent-raw-{_NONCE}-{key}" for key in _RAW_KEYS}
+_QUOTED = {key: b'"%s"' % placeholder.encode() for key, placeholder in _PLACEHOLDERS.items()}
+
+
+def encode_step(queued: tuple[Any, ...], defaults: EventDefaults) -> bytes | None:
+    """The bytes of a queued step: its pre-encoded values spliced into the event."""
+    step = step_event(queued)
+    try:
+        obj = event_object(step, defaults, step.recorded_ns)
+        raw: dict[str, bytes] = {}
+        for key in _RAW_KEYS:
+            if key in obj:  # in place: the key keeps its position in the contract's order
+                raw[key], obj[key] = obj[key], _PLACEHOLDERS[key]
+        fixed = obj if _plain(step) or _well_typed(obj) else _repaired(obj)
+        if fixed is None:
+            return None
+        encoded = encode_object(fixed)
+        for key, value in raw.items():
+            encoded = encoded.replace(_QUOTED[key], value, 1)
+        return encoded
+    except Exception:  # noqa: BLE001 - telemetry never raises into the agent
+        return None
 
 
 _TEXT_KEYS = (
@@ -232,7 +270,7 @@ def _repaired(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def encode_event(
-    event: AgentEvent | StepEvent, defaults: EventDefaults, recorded_ns: int | None = None
+    event: AgentEvent, defaults: EventDefaults, recorded_ns: int | None = None
 ) -> bytes | None:
     """The event's bytes, or None if it cannot be encoded at all (it is then dropped, counted)."""
     try:

@@ -111,13 +111,14 @@ class AgentEvent:
 
 
 class StepEvent(NamedTuple):
-    """A trace step's event on its way to the queue: what `AgentEvent` holds, as one tuple.
+    """A trace step's event: what `AgentEvent` holds, as a tuple, in the encoder's view.
 
-    Every tracked call makes one, on the caller's thread. A tuple costs a fraction of a dataclass
-    to build and, carrying its own record time, saves the queue's (event, time) pair: one object
-    less for the garbage collector per event while a backlog waits. The encoder reads it like an
-    `AgentEvent` (the fields a step never sets are always None); `agent_event()` is the public
-    form, for observers.
+    Every tracked call makes one, on the caller's thread, so it travels as the cheapest thing
+    there is: a plain tuple of these fields in this order, with input, output and attributes
+    already JSON (see `_TraceBase._finish` and `_encode.encode_step`), viewed as a StepEvent by
+    `step_event()` only on the dispatcher thread. It carries its own record time, so no
+    (event, time) pair is queued. The fields a step never sets are always None;
+    `agent_event()` is the public form, for observers.
     """
 
     name: str
@@ -160,9 +161,9 @@ class StepEvent(NamedTuple):
         )
 
 
-#: A StepEvent from all 19 of its fields, in order. NamedTuple's own constructor is a Python
-#: function with defaults (~0.9 µs); this calls tuple's directly (~0.2 µs), on every tracked call.
-new_step_event: Callable[[tuple[Any, ...]], StepEvent] = functools.partial(tuple.__new__, StepEvent)
+#: The StepEvent view of a step's 19 fields. NamedTuple's own constructor is a Python function
+#: with defaults (~0.9 µs); this is tuple's (~0.2 µs).
+step_event: Callable[[tuple[Any, ...]], StepEvent] = functools.partial(tuple.__new__, StepEvent)
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from time import time_ns as _time_ns
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._encode import trace_close_object
+from ._encode import encode_object, trace_close_object
 from ._events import (
     Actor,
     AgentEvent,
@@ -27,7 +27,7 @@ from ._events import (
     Money,
     Usage,
     new_id,
-    new_step_event,
+    step_event,
     utc_now_iso,
 )
 from ._flow import resolve
@@ -137,40 +137,43 @@ class _TraceBase:
         if error is not None:
             self._status = EventStatuses.FAILURE
             output = {"error": str(error)}
-        # The hot path of every tracked call: one tuple, queued as is (see StepEvent).
+        # The hot path of every tracked call: one plain tuple, its values encoded (see StepEvent).
+        queued = step is None and self._core.observer is None
+        if queued:
+            input = None if input is None else encode_object(input)
+            output = None if output is None else encode_object(output)
+            attributes = None if attributes is None else encode_object(attributes)
         event_id = new_id("evt")
         root_request = None
         if self._root_pending:
             self._root_pending = False
             root_request = self.root_request
-        event = new_step_event(
-            (
-                name,
-                kind,
-                EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
-                event_id,
-                self.trace_id,
-                self._last_event_id,
-                self._actor,
-                input,
-                output,
-                cost,
-                usage,
-                attributes,
-                int((time.perf_counter() - started) * 1000),
-                root_request,
-                _time_ns(),
-                None,  # idempotency_key
-                None,  # agent_id
-                None,  # occurred_at
-                None,  # tags
-            )
+        fields = (
+            name,
+            kind,
+            EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
+            event_id,
+            self.trace_id,
+            self._last_event_id,
+            self._actor,
+            input,
+            output,
+            cost,
+            usage,
+            attributes,
+            int((time.perf_counter() - started) * 1000),
+            root_request,
+            _time_ns(),
+            None,  # idempotency_key
+            None,  # agent_id
+            None,  # occurred_at
+            None,  # tags
         )
         self._last_event_id = event_id
-        if step is None and self._core.observer is None:
-            self._core.dispatcher.enqueue_step(event)
+        if queued:
+            self._core.dispatcher.enqueue_step(fields)
             return
-        recorded = event.agent_event()
+        recorded = step_event(fields).agent_event()
         self._core.record(recorded)
         self._end_step(step, recorded, error)
 
