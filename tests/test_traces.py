@@ -263,3 +263,21 @@ def test_a_step_whose_values_cannot_be_encoded_is_still_recorded(
     client.close(5)
     [event] = [e for e in events(platform) if e["name"] == "odd"]
     assert event["status"] == "success" and "input" in event and "output" in event
+
+
+def test_a_failing_tool_whose_error_cannot_be_printed_still_raises_its_own_error(
+    client: TracengentClient, platform: RecordingPlatform
+) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no message")
+
+    def tool() -> None:
+        raise Unprintable()
+
+    with pytest.raises(Unprintable), client.begin_trace("odd error") as trace:
+        trace.track_tool_call("odd", tool)
+    client.close(5)
+    [event] = [e for e in events(platform) if e["name"] == "odd"]
+    assert event["status"] == "failure"
+    assert event["output"] == {"error": "Unprintable (its message could not be read)"}

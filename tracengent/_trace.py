@@ -50,6 +50,14 @@ _current: contextvars.ContextVar[_TraceBase | None] = contextvars.ContextVar(
 )
 
 
+def _describe(error: BaseException) -> str:
+    """`str(error)`, which is user code: if it fails, the agent's own error must still surface."""
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001
+        return f"{type(error).__name__} (its message could not be read)"
+
+
 def current_trace() -> _TraceBase | None:
     """The trace open in the current context, if any.
 
@@ -136,7 +144,7 @@ class _TraceBase:
     ) -> None:
         if error is not None:
             self._status = EventStatuses.FAILURE
-            output = {"error": str(error)}
+            output = {"error": _describe(error)}
         # The hot path of every tracked call: one plain tuple, its values encoded (see StepEvent).
         queued = step is None and self._core.observer is None
         if queued:
