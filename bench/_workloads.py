@@ -45,7 +45,7 @@ else:  # run by path as a workload process, possibly by another virtualenv's int
 
 Result = dict[str, Any]
 AGENT_ID = "bench-agent"
-WARMUP_EVENTS = 200  # two full batches at the default max_batch_size
+WARMUP_EVENTS = 200  # fits the quick W4 queue; a part batch, sent within the flush interval
 DELIVERY_TIMEOUT_S = 120.0
 SETTLE_MAX_S = 60.0
 """After close(), how long an SDK thread that is still running may take to finish sending
