@@ -24,6 +24,7 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -188,55 +189,43 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 def _cmd_traces(args: argparse.Namespace) -> int:
     from .platform import render_traces
 
-    store = _open_store(args.data)
-    try:
+    with closing(_open_store(args.data)) as store:
         _write(render_traces(store.traces(args.last)), sys.stdout)
-    finally:
-        store.close()
     return 0
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
     from .platform import render_timeline
 
-    store = _open_store(args.data)
-    try:
+    with closing(_open_store(args.data)) as store:
         try:
             text = render_timeline(store, args.trace_id)
         except KeyError:
             raise CliError(f"no trace {args.trace_id} in {_data_dir(args.data)}") from None
         _write(text, sys.stdout)
-    finally:
-        store.close()
     return 0
 
 
 def _cmd_approvals(args: argparse.Namespace) -> int:
     from .platform import render_approvals
 
-    store = _open_store(args.data)
-    try:
+    with closing(_open_store(args.data)) as store:
         status = None if args.all else "pending"
         empty = "no approvals" if args.all else "no pending approvals"
         _write(render_approvals(store.approvals(status), empty=empty), sys.stdout)
-    finally:
-        store.close()
     return 0
 
 
 def _decide(args: argparse.Namespace, approved: bool) -> int:
-    from .platform._timeline import format_amount
+    from .platform import format_amount
 
-    store = _open_store(args.data)
-    try:
+    with closing(_open_store(args.data)) as store:
         try:
             approval = store.decide_approval(args.approval_id, approved)
         except KeyError:
             raise CliError(f"no approval {args.approval_id}") from None
         except ValueError as error:  # already decided or expired
             raise CliError(str(error)) from None
-    finally:
-        store.close()
     context = approval.context if isinstance(approval.context, dict) else {}
     amount = format_amount(context.get("amount"), context.get("currency"))
     what = " ".join(part for part in (approval.permission, amount) if part)
@@ -300,14 +289,11 @@ def _cmd_grant(args: argparse.Namespace) -> int:
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
-    store = _open_store(args.data)
-    try:
+    with closing(_open_store(args.data)) as store:
         try:
             revoked = store.revoke_grant(args.grant_id)
         except KeyError:
             raise CliError(f"no grant {args.grant_id}") from None
-    finally:
-        store.close()
     children = revoked[1:]
     also = (
         f" and {len(children)} grant(s) delegated from it: {', '.join(children)}"

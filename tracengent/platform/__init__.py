@@ -23,7 +23,7 @@ from ._policy import (
     parse_policy,
 )
 from ._store import Approval, DecisionRecord, Store, TraceSummary
-from ._timeline import render_approvals, render_timeline, render_traces
+from ._timeline import format_amount, render_approvals, render_timeline, render_traces
 
 __all__ = [
     "DEFAULT_POLICY_TOML",
@@ -41,6 +41,7 @@ __all__ = [
     "default_policy",
     "embedded_platform",
     "embedded_transport",
+    "format_amount",
     "load_policy",
     "open_platform",
     "parse_policy",

@@ -12,8 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracengent.platform import DecisionRecord
-from tracengent.platform._timeline import format_amount
+from tracengent.platform import DecisionRecord, format_amount
 
 from ._reader import GatedToolCall, _Reader
 from ._report import decision_line, failure, plural, timelines

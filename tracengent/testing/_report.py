@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from tracengent.platform import DecisionRecord, Store, render_timeline
-from tracengent.platform._timeline import format_amount
+from tracengent.platform import DecisionRecord, Store, format_amount, render_timeline
 
 _MAX_TIMELINES = 5  # a test that ran more traces than this has bigger problems to show first
 _INDENT = "    "
