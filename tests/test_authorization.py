@@ -175,7 +175,7 @@ async def test_the_async_client_decides_the_same_way() -> None:
         transport=platform.transport,
     ) as client:
         obligations = await client.ensure_authorized("payments:refund", {"amount": 400})
-        decision = await client.authorize("payments:refund")
+        decision = await client.authorize("payments:refund", {"amount": 100})
         assert await client.has_permission("x") is False
     assert obligations is None
     assert decision.allowed and decision.acting_for == "u_1"

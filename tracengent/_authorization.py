@@ -8,9 +8,11 @@ into the agent except `NotAuthorizedException` from `ensure_authorized`, which i
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -112,27 +114,102 @@ def _text(value: Any) -> str:
 
 
 def enforce_obligations(decision: AuthDecision, context: Mapping[str, Any] | None) -> AuthDecision:
-    """An allow whose own maxAmount the context's amount (same currency) exceeds is a deny."""
+    """An allow whose own maxAmount the context's amount (same currency) exceeds is a deny, and
+    so is one whose maxAmount cannot be checked: missing is not unlimited."""
     obligations = decision.obligations
-    if not decision.allowed or obligations is None or obligations.max_amount is None or not context:
+    if not decision.allowed or obligations is None or obligations.max_amount is None:
         return decision
-    amount, currency = context.get("amount"), context.get("currency")
-    if not isinstance(amount, int | float) or isinstance(amount, bool):
-        return decision
+    ceiling = obligations.max_amount
+    unit = f" {obligations.currency}" if obligations.currency else ""
+    if finite_amount(ceiling) is None:
+        return _over_limit(
+            decision, f"the decision's maxAmount ({ceiling!r}) is not a usable limit"
+        )
+    amount = None if context is None else context.get("amount")
+    currency = None if context is None else context.get("currency")
+    if amount is None:
+        return _over_limit(
+            decision,
+            f"the decision limits the amount to {ceiling}{unit}, but the context has no amount "
+            "to check it against: pass the amount in the context",
+        )
     if obligations.currency and currency and str(currency).upper() != obligations.currency.upper():
-        return decision  # the platform converted; a foreign-currency amount is not comparable here
-    if amount > obligations.max_amount:
-        unit = f" {obligations.currency}" if obligations.currency else ""
-        return AuthDecision(
-            allowed=False,
-            status="denied",
-            reason=f"amount {amount}{unit} exceeds the decision's maxAmount {obligations.max_amount}{unit}",
-            decision_id=decision.decision_id,
-            obligations=obligations,
-            acting_for=decision.acting_for,
-            chain=decision.chain,
+        return decision  # the platform converted and checked; a foreign amount is not comparable
+    value = finite_amount(amount)
+    if value is None:
+        return _over_limit(decision, f"the context's amount ({amount!r}) cannot be checked")
+    if value > ceiling:
+        return _over_limit(
+            decision, f"amount {amount}{unit} exceeds the decision's maxAmount {ceiling}{unit}"
         )
     return decision
+
+
+def _over_limit(decision: AuthDecision, reason: str) -> AuthDecision:
+    return AuthDecision(
+        allowed=False,
+        status="denied",
+        reason=reason,
+        decision_id=decision.decision_id,
+        obligations=decision.obligations,
+        acting_for=decision.acting_for,
+        chain=decision.chain,
+    )
+
+
+def finite_amount(value: object) -> float | None:
+    """`value` as a finite, non-negative number, or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def context_problem(context: Mapping[str, Any] | None) -> str | None:
+    """Why `context` must not be sent, or None: a limit needs numbers it can check.
+
+    A negative, non-finite or non-numeric `amount`, a negative or fractional `estimatedTokens`,
+    and a non-finite number anywhere (JSON has none; it would travel as null, i.e. as missing)
+    are refused before anything is sent.
+    """
+    if context is None:
+        return None
+    if not isinstance(context, Mapping):
+        return f"the context must be a mapping, not {type(context).__name__}"
+    amount = context.get("amount")
+    if amount is not None and finite_amount(amount) is None:
+        return f"amount must be a finite number >= 0, not {amount!r}"
+    tokens = context.get("estimatedTokens")
+    if tokens is not None and (
+        isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0
+    ):
+        return f"estimatedTokens must be a whole number >= 0, not {tokens!r}"
+    where = _non_finite_at(context, "context")
+    return (
+        None if where is None else f"{where} is not a finite number (JSON has no NaN or Infinity)"
+    )
+
+
+def _non_finite_at(value: object, path: str, depth: int = 0) -> str | None:
+    if isinstance(value, float | Decimal) and not isinstance(value, bool):
+        try:
+            return None if math.isfinite(value) else path
+        except (TypeError, ValueError):  # a signalling Decimal NaN
+            return path
+    if depth > 64:
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if (found := _non_finite_at(item, f"{path}.{key}", depth + 1)) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if (found := _non_finite_at(item, f"{path}[{index}]", depth + 1)) is not None:
+                return found
+    return None
 
 
 def call_platform(
@@ -156,7 +233,8 @@ def call_platform(
     return response
 
 
-def _failure(what: str, error: Exception) -> str:
+def failure(what: str, error: Exception) -> str:
+    """Why no decision could be had, in words (scrub it before it leaves)."""
     if isinstance(error, api.ApiError):
         return f"{what} failed: {error}"
     if isinstance(error, TokenUnavailable):
@@ -172,9 +250,14 @@ def authorize_flow(
     context: Mapping[str, Any] | None,
     bearer: str | None = None,
 ) -> Flow[AuthDecision]:
-    """Ask once; the ambient trace's id goes along so the decision is stored with its trace."""
+    """Ask once and hold the answer to its own obligations (an allow over its maxAmount is a
+    deny); the ambient trace's id goes along so the decision is stored with its trace."""
     trace = current_trace()
     trace_id = trace.trace_id if trace is not None else None
+    decision: AuthDecision
+    if (problem := context_problem(context)) is not None:
+        reason = f"authorize not sent: the context is not valid ({problem})"
+        return _decided(core, permission, AuthDecision.deny(reason))
     try:
         body = api.encode_authorize(
             api.AuthorizeRequest(
@@ -184,13 +267,20 @@ def authorize_flow(
             )
         )
     except (ValidationError, ValueError, TypeError) as error:
-        return AuthDecision.deny(f"authorize not sent: the context is not valid ({error})")
+        reason = f"authorize not sent: the context is not valid ({error})"
+        return _decided(core, permission, AuthDecision.deny(reason))
     build = functools.partial(api.build_authorize, body, base_url=core.options.base_url)
     try:
         response = yield from call_platform(core, build, bearer)
         decision = AuthDecision.from_wire(api.parse_authorize(response))
     except Exception as error:  # noqa: BLE001 - every failure is a deny that says why
-        decision = AuthDecision.deny(_failure("authorize", error))
+        decision = AuthDecision.deny(failure("authorize", error))
+    return _decided(core, permission, enforce_obligations(decision, context))
+
+
+def _decided(core: ClientCore, permission: str, decision: AuthDecision) -> AuthDecision:
+    """The decision as the agent sees it: its reason scrubbed, the observer told."""
+    decision.reason = core.scrub(decision.reason)
     observe_decision(core, "authorize", permission, decision)
     return decision
 
@@ -210,8 +300,9 @@ def approval_flow(
     deadline = time.monotonic() + timeout
     while True:
         try:
+            left = max(0.01, deadline - time.monotonic())  # a poll ends by the deadline too
             response = yield from call_platform(
-                core, build, bearer, min(options.authorize_timeout_s, timeout)
+                core, build, bearer, min(options.authorize_timeout_s, left)
             )
             status = _text(api.parse_get_approval(response).status)
         except Exception:  # noqa: BLE001 - a failed poll is retried until the deadline
@@ -220,20 +311,22 @@ def approval_flow(
             return AuthDecision(
                 allowed=True, status="allowed", reason="approved", approval_id=approval_id
             )
-        if status == "denied":
-            return AuthDecision.deny(
-                f"approval {approval_id} was denied by a reviewer", approval_id
-            )
-        if status == "expired":
-            return AuthDecision.deny(
-                f"approval {approval_id} timed out: it expired before anyone decided", approval_id
-            )
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return AuthDecision.deny(
-                f"approval {approval_id} timed out: no decision within {timeout:g}s", approval_id
-            )
-        yield Sleep(min(poll_interval, left))
+        reason = _approval_refusal(status, core.scrub(approval_id), timeout, deadline)
+        if reason is not None:
+            return AuthDecision.deny(reason, approval_id)
+        yield Sleep(max(0.0, min(poll_interval, deadline - time.monotonic())))
+
+
+def _approval_refusal(status: str, approval: str, timeout: float, deadline: float) -> str | None:
+    """Why a pending approval ends without an allow, or None while it may still be approved.
+    A reviewer's refusal and nobody deciding in time are told apart."""
+    if status == "denied":
+        return f"approval {approval} was denied by a reviewer"
+    if status == "expired":
+        return f"approval {approval} timed out: it expired before anyone decided"
+    if deadline - time.monotonic() <= 0:
+        return f"approval {approval} timed out: no decision within {timeout:g}s"
+    return None
 
 
 def ensure_flow(

@@ -19,6 +19,7 @@ from ._logs import RateLimitedLog
 from ._observe import Observer, notify
 from ._options import LOCAL, TracengentConfigError, TracengentOptions
 from ._permissions import any_permission_matches
+from ._scrub import Scrubber
 
 T = TypeVar("T")
 
@@ -31,9 +32,20 @@ class ClientCore:
         self.options = options
         self.connection = Connection(options, transport)
         self.dispatcher = EventDispatcher(options, self.connection)
+        #: every text this client lets out (reasons, exception messages, event errors) passes it
+        self.scrubber = Scrubber(self._secrets)
         self._log = RateLimitedLog()
         #: an instrumentation's hook (tracengent.integrations.opentelemetry); None costs nothing
         self.observer: Observer | None = None
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        tokens = self.connection.tokens
+        token = tokens.cached() if tokens is not None else None
+        return (self.options.client_secret, self.options.ingest_key, token)
+
+    def scrub(self, text: object) -> str:
+        """`text` without this client's secrets or anything shaped like a credential."""
+        return self.scrubber.text(text)
 
     def record(self, event: AgentEvent) -> None:
         """Enqueue; never blocks, never raises. What is not an event is counted when encoded."""

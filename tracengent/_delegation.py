@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import tracengent_api as api
 from pydantic import ValidationError
 
-from ._authorization import AuthDecision, authorize_flow, call_platform
+from ._authorization import AuthDecision, authorize_flow, call_platform, failure, finite_amount
 from ._events import Number
 from ._flow import Flow
 from ._jsonsafe import to_jsonable
@@ -49,6 +49,7 @@ class _SessionBase:
         )
         #: The delegated bearer token this session acts under.
         self.token = token
+        core.scrubber.add(token)  # it is a secret of this client's from now on
         self._claims = (None if self._unusable else read_claims(token)) or TokenClaims()
         #: The grant this token was minted from.
         self.grant_id = self._claims.grant_id
@@ -86,7 +87,8 @@ class _SessionBase:
         expires_in_seconds: int | None,
         reason: str | None,
     ) -> Flow[str]:
-        requested = list(permissions)
+        requested = _requested(permissions)
+        _check_arguments(callee_agent_id, max_amount, expires_in_seconds)
         self._check_locally(requested, max_amount)
         try:
             body = api.encode_attenuate(
@@ -100,7 +102,7 @@ class _SessionBase:
             )
         except (ValidationError, ValueError, TypeError) as error:
             raise DelegationException(
-                f"attenuate not sent: the request is not valid ({error})"
+                self._core.scrub(f"attenuate not sent: the request is not valid ({error})")
             ) from None
         build = functools.partial(
             api.build_attenuate, self.grant_id or "", body, base_url=self._core.options.base_url
@@ -109,13 +111,14 @@ class _SessionBase:
             response = yield from call_platform(self._core, build, bearer=self.token)
             child = api.parse_attenuate(response).token.access_token
         except api.ApiError as error:
+            said = error.reason or error.body
             raise DelegationException(
-                f"the platform refused the attenuation ({error.status_code}): {error.reason or error.body}"
+                self._core.scrub(
+                    f"the platform refused the attenuation ({error.status_code}): {said}"
+                )
             ) from None
         except Exception as error:  # noqa: BLE001 - no child token without an answer
-            raise DelegationException(
-                f"attenuate failed: {type(error).__name__}: {error}"
-            ) from None
+            raise DelegationException(self._core.scrub(failure("attenuate", error))) from None
         if not child.strip():  # a session on it could only ever deny: say so now, not later
             raise DelegationException("the platform answered the attenuation with an empty token")
         return child
@@ -134,10 +137,57 @@ class _SessionBase:
                     f"{self.delegated_permissions}: attenuation can only narrow authority"
                 )
         ceiling = self._claims.max_amount
+        if ceiling is not None and finite_amount(ceiling) is None:
+            raise DelegationException(
+                f"this grant's max_amount claim ({ceiling!r}) is not a number: it cannot be narrowed"
+            )
         if max_amount is not None and ceiling is not None and max_amount > ceiling:
             raise DelegationException(
                 f"maxAmount {max_amount} is larger than this grant's {ceiling}: attenuation can only narrow"
             )
+
+
+def _requested(permissions: Iterable[str]) -> list[str]:
+    """The permissions asked for, as a list of names (a lone string is one name, not letters)."""
+    if isinstance(permissions, str):
+        raise DelegationException(
+            f"permissions must be a list of permission names, not the string {permissions!r}: "
+            f"pass [{permissions!r}]"
+        )
+    try:
+        requested = list(permissions)
+    except TypeError:
+        raise DelegationException(
+            f"permissions must be a list of permission names, not {type(permissions).__name__}"
+        ) from None
+    wrong = [p for p in requested if not isinstance(p, str) or not p.strip()]
+    if wrong or not requested:
+        raise DelegationException(
+            f"permissions must be non-empty permission names, got {requested!r}"
+        )
+    return requested
+
+
+def _check_arguments(
+    callee_agent_id: object, max_amount: object, expires_in_seconds: object
+) -> None:
+    """Arguments a narrowing cannot be checked with are refused, naming the argument."""
+    if not isinstance(callee_agent_id, str) or not callee_agent_id.strip():
+        raise DelegationException(
+            f"callee_agent_id must be the agent id to hand the grant to, not {callee_agent_id!r}"
+        )
+    if max_amount is not None and finite_amount(max_amount) is None:
+        raise DelegationException(
+            f"max_amount must be a finite number >= 0 (e.g. 500), not {max_amount!r}"
+        )
+    if expires_in_seconds is not None and (
+        isinstance(expires_in_seconds, bool)
+        or not isinstance(expires_in_seconds, int)
+        or expires_in_seconds <= 0
+    ):
+        raise DelegationException(
+            f"expires_in_seconds must be a whole number of seconds > 0, not {expires_in_seconds!r}"
+        )
 
 
 class DelegatedSession(_SessionBase):

@@ -7,7 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from ._scrub import install_log_filter
+
 logger = logging.getLogger("tracengent")
+install_log_filter(logger)  # no record of this logger reaches a handler with a secret in it
 
 
 class RateLimitedLog:

@@ -6,16 +6,19 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tracengent_api as api
 
-from ._flow import resolve
+from ._flow import Flow, resolve
 from ._redaction import apply_redactions_to_value
+from ._tool_args import UnreadableArguments, rebuilt, to_json_arguments
 from ._tools import (
     ToolDecision,
     ToolGuardResult,
     arguments_request,
+    decided,
     raise_unless_allowed,
     redactions_for,
     tool_authorize_flow,
@@ -31,34 +34,101 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MISSING = object()
 
 
-def _guarded(decision: ToolDecision, arguments: Any) -> ToolGuardResult:
-    rules = redactions_for(decision) if decision.allowed else []
-    forwarded = apply_redactions_to_value(arguments, rules) if rules else arguments
-    return ToolGuardResult(decision=decision, arguments=forwarded)
+def _guarded(decision: ToolDecision, asked: _Asked) -> ToolGuardResult:
+    """The decision, and the arguments to forward: the JSON the platform saw, redacted, in the
+    shape the caller gave them (see `_tool_args`). Arguments that no longer make their type
+    after redaction turn an allow into a deny."""
+    if not decision.allowed:
+        return ToolGuardResult(decision=decision, arguments=asked.original)
+    rules = redactions_for(decision)
+    forwarded = apply_redactions_to_value(asked.json, rules) if rules else asked.json
+    try:
+        arguments = asked.rebuild(forwarded)
+    except UnreadableArguments as error:
+        return ToolGuardResult(ToolDecision.deny(str(error)), asked.original)
+    return ToolGuardResult(decision=decision, arguments=arguments)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """Arguments as given, and as the JSON the platform is asked about."""
+
+    original: Any
+    json: Any
+    #: why the arguments cannot be shown to the platform (the call is then denied unasked)
+    problem: str | None = None
+    #: a governed function's bound arguments: rebuilt one parameter at a time
+    per_parameter: bool = False
+
+    @classmethod
+    def of(cls, arguments: Any, *, per_parameter: bool = False) -> _Asked:
+        try:
+            converted = None if arguments is None else to_json_arguments(arguments)
+        except UnreadableArguments as error:
+            return cls(arguments, None, f"tool call not sent: {error}", per_parameter)
+        return cls(arguments, converted, None, per_parameter)
+
+    def rebuild(self, redacted: Any) -> Any:
+        if not self.per_parameter:
+            return rebuilt(self.original, redacted)
+        return {name: rebuilt(self.original[name], value) for name, value in redacted.items()}
+
+
+def _decide(
+    core: ClientCore, transport: api.Transport, name: str, asked: _Asked
+) -> Flow[ToolDecision]:
+    """Ask about the call, or deny it unasked when its arguments cannot be shown as JSON."""
+    if asked.problem is not None:
+        return decided(core, name, ToolDecision.deny(asked.problem))
+    return (yield from tool_authorize_flow(core, arguments_request(transport, name, asked.json)))
 
 
 def _bound_arguments(signature: inspect.Signature, args: Any, kwargs: Any) -> dict[str, Any]:
+    """The arguments as the function receives them, by name: `**kwargs` flattened into the
+    top level (an amount limit on `amount` applies however it was passed), `*args` as a list.
+    A `**kwargs` key equal to a positional-only parameter's name would give one name two
+    values, so it is refused."""
     bound = signature.bind(*args, **kwargs)
     bound.apply_defaults()
-    return dict(bound.arguments)
+    arguments: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            extra = dict(value)
+        else:
+            arguments[name] = value
+    clash = sorted(set(arguments) & set(extra))
+    if clash:
+        raise UnreadableArguments(
+            f"keyword argument(s) {clash} repeat a positional-only parameter's name"
+        )
+    return {**arguments, **extra}
 
 
 def _call_with(fn: Callable[..., T], signature: inspect.Signature, arguments: Any) -> T:
-    """Call `fn` with the (possibly redacted) bound arguments; a removed one becomes its default."""
+    """Call `fn` with the decided (possibly redacted) arguments; a removed one becomes its
+    default, and `**kwargs` receives every decided name that is no parameter of its own."""
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
+    decided_args: dict[str, Any] = arguments if isinstance(arguments, dict) else {}
+    named: set[str] = set()
+    var_keyword = False
     for name, param in signature.parameters.items():
-        value: Any = arguments.get(name, _MISSING) if isinstance(arguments, dict) else _MISSING
+        if param.kind is param.VAR_KEYWORD:
+            var_keyword = True
+            continue
+        named.add(name)
+        value: Any = decided_args.get(name, _MISSING)
         if value is _MISSING:
             value = None if param.default is inspect.Parameter.empty else param.default
         if param.kind is param.VAR_POSITIONAL:
             args.extend(value or ())
-        elif param.kind is param.VAR_KEYWORD:
-            kwargs.update(value or {})
         elif param.kind is param.KEYWORD_ONLY:
             kwargs[name] = value
         else:
             args.append(value)
+    if var_keyword:
+        kwargs.update({k: v for k, v in decided_args.items() if k not in named})
     return fn(*args, **kwargs)
 
 
@@ -68,8 +138,8 @@ class _GateBase:
     def _authorize_sync(
         self, transport: api.Transport, name: str, arguments: Any
     ) -> ToolGuardResult:
-        flow = tool_authorize_flow(self._core, arguments_request(transport, name, arguments))
-        return _guarded(self._core.run_sync(flow), arguments)
+        asked = arguments if isinstance(arguments, _Asked) else _Asked.of(arguments)
+        return _guarded(self._core.run_sync(_decide(self._core, transport, name, asked)), asked)
 
 
 class ToolGate(_GateBase):
@@ -122,8 +192,8 @@ class AsyncToolGate(_GateBase):
     async def _authorize(
         self, transport: api.Transport, name: str, arguments: Any
     ) -> ToolGuardResult:
-        flow = tool_authorize_flow(self._core, arguments_request(transport, name, arguments))
-        return _guarded(await self._client._run(flow), arguments)
+        asked = arguments if isinstance(arguments, _Asked) else _Asked.of(arguments)
+        return _guarded(await self._client._run(_decide(self._core, transport, name, asked)), asked)
 
     async def authorize_mcp(self, tool_name: str, arguments: Any = None) -> ToolGuardResult:
         return await self._authorize(api.Transport.MCP, tool_name, arguments)
@@ -167,11 +237,18 @@ def _governed(
     signature = inspect.signature(fn)
     function = api.Transport.FUNCTION
 
+    def asked(args: Any, kwargs: Any) -> _Asked:
+        try:
+            bound = _bound_arguments(signature, args, kwargs)
+        except UnreadableArguments as error:
+            return _Asked(None, None, f"tool call not sent: {error}", per_parameter=True)
+        return _Asked.of(bound, per_parameter=True)
+
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            arguments = _bound_arguments(signature, args, kwargs)
+            arguments = asked(args, kwargs)
             if authorize_async is not None:
                 guard = await authorize_async(function, name, arguments)
             else:
@@ -183,7 +260,7 @@ def _governed(
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        guard = authorize_sync(function, name, _bound_arguments(signature, args, kwargs))
+        guard = authorize_sync(function, name, asked(args, kwargs))
         raise_unless_allowed(guard.decision)
         return _call_with(fn, signature, guard.arguments)
 

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import tracengent_api as api
 from pydantic import ValidationError
 
-from ._authorization import _failure, _text, call_platform
-from ._flow import Flow
-from ._jsonsafe import to_jsonable
+from ._authorization import _text, call_platform, failure
+from ._flow import Flow, TokenUnavailable
 from ._observe import observe_decision
 from ._redaction import Redaction
 from ._trace import current_trace
@@ -139,34 +139,53 @@ def redactions_for(decision: ToolDecision) -> list[Redaction]:
 def tool_authorize_flow(
     core: ClientCore, request: api.ToolAuthorizeRequest, *, fail_open: bool = False
 ) -> Flow[ToolDecision]:
-    """Ask the platform about one tool call; the ambient trace's id goes along."""
+    """Ask the platform about one tool call; the ambient trace's id goes along.
+
+    `fail_open` lets the call through only when the platform could not be asked (unreachable,
+    timed out, 5xx, 429): a refusal of the agent's credentials, or any other answer, is a
+    decision, and it is a deny.
+    """
     trace = current_trace()
     if trace is not None:
         request.trace_id = trace.trace_id
+    subject = request.tool_name or request.function_name or f"{request.method} {request.host}"
     try:
         body = api.encode_tool_authorize(request)
     except (ValidationError, ValueError, TypeError) as error:
-        return ToolDecision.deny(f"tool-authorize not sent: the request is not valid ({error})")
+        reason = f"tool-authorize not sent: the request is not valid ({error})"
+        return decided(core, subject, ToolDecision.deny(reason))
     build = functools.partial(api.build_tool_authorize, body, base_url=core.options.base_url)
     try:
         response = yield from call_platform(core, build)
         decision = ToolDecision.from_wire(api.parse_tool_authorize(response))
     except Exception as error:  # noqa: BLE001 - no decision: fail closed (or open, if asked)
-        reason = _failure("tool-authorize", error)
-        if fail_open:
+        reason = failure("tool-authorize", error)
+        if fail_open and _is_outage(error):
             decision = ToolDecision.allow(f"proceeded ungoverned (fail-open): {reason}")
             decision.ungoverned = True
         else:
             decision = ToolDecision.deny(f"fail-closed: {reason}")
-    subject = request.tool_name or request.function_name or f"{request.method} {request.host}"
+    return decided(core, subject, decision)
+
+
+def _is_outage(error: Exception) -> bool:
+    """No answer to be had (the only case fail-open covers), as opposed to a refusal."""
+    if isinstance(error, TokenUnavailable):
+        return False  # the token endpoint refused the credentials: that is an answer
+    if isinstance(error, api.ApiError):
+        return error.retryable  # 429 and 5xx; a 401/403/4xx or an unreadable 2xx is not
+    return isinstance(error, httpx.TransportError)
+
+
+def decided(core: ClientCore, subject: str, decision: ToolDecision) -> ToolDecision:
+    """The decision as the agent sees it: its reason scrubbed, the observer told."""
+    decision.reason = core.scrub(decision.reason)
     observe_decision(core, "tool", subject, decision)
     return decision
 
 
-def arguments_request(
-    transport: api.Transport, name: str, arguments: Any
-) -> api.ToolAuthorizeRequest:
-    body = None if arguments is None else to_jsonable(arguments)
+def arguments_request(transport: api.Transport, name: str, body: Any) -> api.ToolAuthorizeRequest:
+    """The question about an MCP tool or function call whose arguments are the JSON `body`."""
     if transport is api.Transport.MCP:
         return api.ToolAuthorizeRequest(transport=transport, tool_name=name, body=body)
     return api.ToolAuthorizeRequest(transport=transport, function_name=name, body=body)

@@ -58,6 +58,15 @@ def _describe(error: BaseException) -> str:
         return f"{type(error).__name__} (its message could not be read)"
 
 
+def _reserves(estimated_tokens: object) -> bool:
+    """Whether `estimated_tokens` asks for a reservation. Only None and a plain 0 reserve
+    nothing; anything else is asked for, so a negative or fractional count is refused by the
+    authorization (a budget it cannot check is a deny), never skipped."""
+    return estimated_tokens is not None and not (
+        type(estimated_tokens) is int and estimated_tokens == 0
+    )
+
+
 def current_trace() -> _TraceBase | None:
     """The trace open in the current context, if any.
 
@@ -295,7 +304,7 @@ class AgentTrace(_TraceBase):
         recorded event's usage reconciles the reservation.
         """
         step = self._start_step(EventTypes.LLM_CALL, name)
-        if estimated_tokens is not None and estimated_tokens > 0:
+        if _reserves(estimated_tokens):
             try:
                 self._client.ensure_authorized("llm:call", {"estimatedTokens": estimated_tokens})
             except Exception as error:
@@ -406,7 +415,7 @@ class AsyncAgentTrace(_TraceBase):
         input: Any = None,
     ) -> T:
         step = self._start_step(EventTypes.LLM_CALL, name)
-        if estimated_tokens is not None and estimated_tokens > 0:
+        if _reserves(estimated_tokens):
             try:
                 await self._client.ensure_authorized(
                     "llm:call", {"estimatedTokens": estimated_tokens}

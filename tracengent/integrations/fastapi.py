@@ -42,7 +42,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
     ) from error
 
 from .._async_client import AsyncTracengentClient
-from .._authorization import AuthDecision, enforce_obligations
+from .._authorization import AuthDecision
 from .._client import TracengentClient
 
 __all__ = [
@@ -124,7 +124,6 @@ def require_agent_permission(
             decision = await chosen.authorize(permission, asked)
         else:
             decision = await run_in_threadpool(chosen.authorize, permission, asked)
-        decision = enforce_obligations(decision, asked)
         if not decision.allowed:
             raise TracengentForbidden(permission, decision.denial_reason, decision)
         return decision

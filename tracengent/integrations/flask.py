@@ -35,7 +35,6 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
     ) from error
 
 from .._async_client import AsyncTracengentClient
-from .._authorization import enforce_obligations
 from .._client import TracengentClient
 
 __all__ = ["install_tracengent", "require_agent_permission"]
@@ -102,7 +101,7 @@ def _deny_or_none(
             "built, or pass client= to require_agent_permission(...)."
         )
     asked = context(request) if callable(context) else context
-    decision = enforce_obligations(chosen.authorize(permission, asked), asked)
+    decision = chosen.authorize(permission, asked)  # held to its obligations already
     if decision.allowed:
         g.tracengent_decision = decision
         return None
