@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from .._permissions import any_permission_matches
-from .._redaction import value_at
+from ._amounts import Unreadable, context_money, describe
 from ._policy import AgentPolicy, PermissionLimit, Policy, ToolBinding
 
 Status = Literal["allowed", "denied", "pending_approval"]
@@ -43,10 +43,19 @@ class Verdict:
         return self.status == "allowed"
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+def _limits_needing_an_amount(
+    policy: Policy, grant: Grant | None, limit: PermissionLimit | None
+) -> list[str]:
+    needs = []
+    if grant is not None and grant.max_amount is not None:
+        needs.append(
+            f"grant {grant.grant_id} allows at most {grant.max_amount:g} {policy.currency}"
+        )
+    if limit is not None and limit.max_amount is not None:
+        needs.append(f"max_amount {limit.max_amount:g} {policy.currency}")
+    if limit is not None and limit.require_approval_over is not None:
+        needs.append(f"approval over {limit.require_approval_over:g} {policy.currency}")
+    return needs
 
 
 def authorize(
@@ -56,24 +65,38 @@ def authorize(
     permission: str,
     context: Mapping[str, Any],
     tokens_committed: int,
+    *,
+    amount_where: str = "context.amount",
 ) -> Verdict:
-    """The authorize pipeline: permission, currency, limits, approval threshold, token budget."""
+    """The authorize pipeline: permission, amount, limits, approval threshold, token budget.
+
+    Missing is not unlimited: when a limit applies (the grant's maxAmount, the permission's
+    max_amount or approval threshold) and the amount is missing or unreadable, the answer is a
+    deny naming ``amount_where``; send 0 when nothing is spent. An ``llm:call`` without
+    ``estimatedTokens`` reserves nothing (the llm_call event's usage still counts) and is
+    allowed only while the agent's budget has room left.
+    """
     if not any_permission_matches(agent.permissions, permission):
         return Verdict("denied", f"'{permission}' is not granted to agent {agent.agent_id}")
     if grant is not None and not any_permission_matches(grant.permissions, permission):
         return Verdict("denied", f"'{permission}' is outside delegated grant {grant.grant_id}")
 
-    amount = None
-    if context.get("amount") is not None:
-        raw = _number(context.get("amount"))
-        if raw is None:
-            return Verdict("denied", f"context amount {context.get('amount')!r} is not a number")
-        currency = context.get("currency")
-        amount = policy.to_policy_currency(raw, currency if isinstance(currency, str) else None)
-        if amount is None:
+    limit = policy.limit_for(permission)
+    try:
+        money = context_money(policy, context, amount_where)
+    except Unreadable as unreadable:
+        return Verdict("denied", unreadable.reason)
+    needs = _limits_needing_an_amount(policy, grant, limit)
+    if money is None:
+        if needs:
             return Verdict(
-                "denied", f"unknown currency {currency!r}: no FX rate to {policy.currency}"
+                "denied",
+                f"{amount_where} is missing, and '{permission}' is limited ({'; '.join(needs)}):"
+                " a limit that cannot be checked denies; send the amount (0 if nothing is spent)",
             )
+        amount = None
+    else:
+        amount = money.value
     if (
         grant is not None
         and grant.max_amount is not None
@@ -85,7 +108,6 @@ def authorize(
             f"amount {amount:g} {policy.currency} exceeds the grant's maxAmount {grant.max_amount:g}",
         )
 
-    limit = policy.limit_for(permission)
     if limit is not None and amount is not None:
         if limit.max_amount is not None and amount > limit.max_amount:
             return Verdict(
@@ -101,10 +123,21 @@ def authorize(
             )
 
     reserve = None
-    estimated = context.get("estimatedTokens")
-    if permission == "llm:call" and isinstance(estimated, int) and not isinstance(estimated, bool):
+    if permission.lower() == "llm:call":  # "LLM:CALL" from an agent holding "*" too
+        estimated = context.get("estimatedTokens")
+        if estimated is not None and (
+            isinstance(estimated, bool) or not isinstance(estimated, int) or estimated < 0
+        ):
+            return Verdict(
+                "denied", f"estimatedTokens {estimated!r} is not a token count (0 or more)"
+            )
         budget = agent.llm_token_budget
-        if budget is not None and tokens_committed + estimated > budget:
+        if budget is not None and estimated is None and tokens_committed >= budget:
+            return Verdict(
+                "denied",
+                f"token budget spent: {tokens_committed} committed >= budget {budget}",
+            )
+        if budget is not None and estimated is not None and tokens_committed + estimated > budget:
             return Verdict(
                 "denied",
                 f"token budget exceeded: {tokens_committed} committed + {estimated} requested "
@@ -127,17 +160,6 @@ def obligations(policy: Policy, limit: PermissionLimit | None) -> dict[str, Any]
     if limit.redact_fields:
         wire["redactFields"] = list(limit.redact_fields)
     return wire or None
-
-
-def binding_context(binding: ToolBinding, body: Any) -> dict[str, Any]:
-    context: dict[str, Any] = {}
-    amount = value_at(body, binding.amount_field)
-    if amount is not None:
-        context["amount"] = amount
-    currency = value_at(body, binding.currency_field) or binding.currency
-    if currency is not None:
-        context["currency"] = currency
-    return context
 
 
 def tool_redactions(
@@ -165,3 +187,51 @@ def covers_all(parent: Sequence[str], requested: Sequence[str]) -> str | None:
         if not any(pattern_covers(p, child) for p in parent):
             return child
     return None
+
+
+_METHOD_OVERRIDES: Final = frozenset(
+    {"x-http-method-override", "x-http-method", "x-method-override"}
+)
+
+
+def method_conflict(
+    method: str, headers: Mapping[str, str] | None, query: Mapping[str, str] | None, body: Any
+) -> str | None:
+    """Where an HTTP call names a method other than its own, or None.
+
+    Many frameworks route a request by an ``X-HTTP-Method-Override`` header (or its two
+    cousins) or a ``_method`` parameter instead of its method, so ``POST`` + ``_method=DELETE``
+    may reach the DELETE handler. The platform cannot know which one the server honours.
+    """
+    wanted = method.strip().upper()
+    for name, value in (headers or {}).items():
+        if name.strip().lower() in _METHOD_OVERRIDES and value.strip().upper() != wanted:
+            return f"the {name} header says {describe(value.strip())}"
+    for source, params in (("query", query), ("body", body)):
+        if isinstance(params, Mapping) and "_method" in params:
+            value = params["_method"]
+            if not isinstance(value, str) or value.strip().upper() != wanted:
+                return f"the {source}'s _method is {describe(value)}"
+    return None
+
+
+def unbound_http_verdict(policy: Policy, host: str, method: str, path: str) -> Verdict:
+    """An allowlisted HTTP call no binding matches.
+
+    On a host no binding names it is allowed (the allowlist is the whole policy for that host).
+    On a host with bound endpoints, a path outside them would otherwise pass unchecked: a new
+    endpoint, or a spelling the policy did not foresee, so it is denied unless the policy says
+    ``unbound_paths = "allow"``.
+    """
+    call = f"{method.strip().upper() or '?'} {path or '/'}"
+    if not policy.host_has_bindings(host):
+        return Verdict("allowed", f"host {host} is on the egress allowlist")
+    if policy.unbound_paths == "allow":
+        return Verdict(
+            "allowed", f"no policy binding for {call} on {host}; unbound paths are allowed"
+        )
+    return Verdict(
+        "denied",
+        f"no policy binding for {call} on {host}, which has bound endpoints: add a"
+        ' [[tools.http]] binding for it, or set unbound_paths = "allow"',
+    )

@@ -2,20 +2,23 @@
 
 `Platform.handle(method, path, headers, body)` is the whole platform; the ASGI app and the
 in-process httpx transport only adapt to it, so `tracengent dev` and `TRACENGENT_URL=local`
-cannot behave differently. Requests are parsed with the generated wire models (unknown fields
-refused); bad input is a 4xx with a JSON error and stores nothing; nothing a client sends can
-produce a 500.
+cannot behave differently. Every JSON body is first read strictly (`_wirejson`: no NaN, no
+infinite or out-of-range number, no key twice, and the numbers the platform computes with in
+range), then parsed with the generated wire models (unknown fields refused); bad input is a 4xx
+with a JSON error that names the field, and stores nothing; nothing a client sends can produce a
+500.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
@@ -25,13 +28,18 @@ import tracengent_api as api
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from . import _decide as decide
+from . import _wirejson as wirejson
+from ._amounts import Unreadable, binding_context
 from ._keys import SigningKeys
 from ._policy import AgentPolicy, Policy
-from ._store import DecisionRecord, Store
+from ._store import DecisionRecord, NotTraceOwner, Store
 from ._store import Grant as StoredGrant
 
 logger = logging.getLogger("tracengent.platform")
 M = TypeVar("M", bound=BaseModel)
+# A permission is "ns:action" in visible ASCII: a look-alike letter (Cyrillic "а" in "pаyments")
+# would be a different permission that no limit names, granted by an agent's "*".
+_PERMISSION = re.compile(r"[!-~]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,20 @@ class Reply:
     status: int
     body: bytes
     content_type: str = "application/json"
+
+
+def _readable_amount(value: Any) -> bool:
+    """A finite amount of 0 or more (a JSON number, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        return False
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    return next((v for k, v in (headers or {}).items() if k.lower() == name), None)
 
 
 class HttpError(Exception):
@@ -181,7 +203,16 @@ class Platform:
         return inflated
 
     @staticmethod
-    def _parse(model: type[M], body: bytes) -> M:
+    def _read(body: bytes, numbers: Sequence[wirejson.NumberRule]) -> None:
+        """The strict reading every JSON body gets before its model: see `_wirejson`."""
+        try:
+            wirejson.check_numbers(wirejson.read_json(body), numbers)
+        except wirejson.WireError as error:
+            raise HttpError(400, error.kind, error.reason) from None
+
+    @classmethod
+    def _parse(cls, model: type[M], body: bytes, numbers: Sequence[wirejson.NumberRule] = ()) -> M:
+        cls._read(body, numbers)
         try:
             return model.model_validate_json(body)
         except ValidationError as error:
@@ -231,12 +262,16 @@ class Platform:
         if not self.store.grant_usable(str(grant_id), self._clock()):
             raise HttpError(401, "unauthorized", f"grant {grant_id} is revoked or expired")
         max_amount = claims.get("max_amount")
+        if max_amount is not None and not _readable_amount(max_amount):
+            # Only this platform signs, but a token minted before NaN was refused may say so:
+            # a limit that cannot be read grants nothing rather than everything.
+            raise HttpError(401, "unauthorized", f"grant {grant_id} has an unreadable max_amount")
         grant = decide.Grant(
             grant_id=str(grant_id),
             acting_for=str(claims.get("acting_for", "")),
             chain=tuple(str(c) for c in claims.get("delegation_chain", ())),
             permissions=tuple(str(p) for p in claims.get("delegated_permissions", ())),
-            max_amount=float(max_amount) if isinstance(max_amount, int | float) else None,
+            max_amount=None if max_amount is None else float(max_amount),
         )
         return Caller(agent, grant, float(claims["exp"]))
 
@@ -265,7 +300,17 @@ class Platform:
         )
 
     def _ingest_events(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Stores a batch whole, or refuses it whole.
+
+        The store keeps events one by one, but a batch with one invalid event (not the contract,
+        or a number out of range: a negative or huge token count, say) is a 400 for the batch,
+        naming the event (`[3].usage.tokens: ...`). The SDK reads only the status: a 4xx is how
+        it learns its events were not stored and counts them as dropped, while a 202 that
+        quietly kept part of a batch would lose the rest uncounted. Keeping good events out of a
+        bad batch is the sender's job, before it batches (the Python SDK validates each event).
+        """
         caller = self._caller(headers)
+        self._read(body, wirejson.EVENT_NUMBERS)
         try:
             events = _EVENTS.validate_json(body)
         except ValidationError as error:
@@ -279,9 +324,22 @@ class Platform:
         return Reply(202, _json({"accepted": len(fresh), "duplicates": len(wire) - len(fresh)}))
 
     def _ingest_trace(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        """A trace's close, from the agent that owns the trace only (see `Store.trace_owner`).
+
+        Another agent's close is a 403 and changes nothing, so it can neither end someone
+        else's trace nor, by arriving first, make the owner's own close a no-op.
+        """
         caller = self._caller(headers)
         close = self._parse(_TRACE_CLOSE, body)
-        self.store.add_trace_close(caller.agent.agent_id, json.loads(_dump(close)))
+        try:
+            self.store.add_trace_close(caller.agent.agent_id, json.loads(_dump(close)))
+        except NotTraceOwner as refused:
+            raise HttpError(
+                403,
+                "forbidden",
+                f"trace {refused.trace_id} belongs to another agent: only the agent that opened"
+                " a trace may close it",
+            ) from None
         return Reply(202, _json({"accepted": 1}))
 
     def _record(
@@ -294,9 +352,22 @@ class Platform:
         context: Any,
         outcome: str | None = None,
         tool: ToolCalled | None = None,
-    ) -> tuple[str, str | None]:
+    ) -> tuple[str, str | None, decide.Verdict]:
+        """Stores the decision (and its approval or token reservation); returns its ids and the
+        verdict as finally decided: a reservation that no longer fits turns it into a deny."""
         decision_id = self.store.new_id("dec")
         approval_id = None
+        if verdict.reserve_tokens is not None:
+            budget = caller.agent.llm_token_budget
+            tokens = verdict.reserve_tokens
+            if not self.store.reserve_tokens(
+                caller.agent.agent_id, tokens, trace_id, decision_id, budget=budget
+            ):
+                verdict = decide.Verdict(
+                    "denied",
+                    f"token budget exceeded: {tokens} requested do not fit in budget {budget}"
+                    " beside what is committed (another call reserved first)",
+                )
         if verdict.status == "pending_approval":
             approval_id = self.store.new_id("apr")
         self.store.add_decision(
@@ -328,28 +399,40 @@ class Platform:
                 trace_id,
                 self.policy.approval_ttl_s,
             )
-        if verdict.reserve_tokens is not None:
-            self.store.reserve_tokens(
-                caller.agent.agent_id, verdict.reserve_tokens, trace_id, decision_id
-            )
-        return decision_id, approval_id
+        return decision_id, approval_id, verdict
 
     def _decide(
-        self, caller: Caller, permission: str, context: Mapping[str, Any]
+        self,
+        caller: Caller,
+        permission: str,
+        context: Mapping[str, Any],
+        amount_where: str = "context.amount",
     ) -> decide.Verdict:
         committed = self.store.tokens_committed(caller.agent.agent_id)
         return decide.authorize(
-            self.policy, caller.agent, caller.grant, permission, context, committed
+            self.policy,
+            caller.agent,
+            caller.grant,
+            permission,
+            context,
+            committed,
+            amount_where=amount_where,
         )
 
     def _authorize(self, headers: Mapping[str, str], body: bytes) -> Reply:
         caller = self._caller(headers)
-        request = self._parse(_AUTHORIZE, body)
+        request = self._parse(_AUTHORIZE, body, wirejson.AUTHORIZE_NUMBERS)
+        if not _PERMISSION.fullmatch(request.permission):
+            raise HttpError(
+                400,
+                "invalid_request",
+                "permission: must be 1 to 200 visible ASCII characters, like payments:refund",
+            )
         context = (
             request.context.model_dump(by_alias=True, exclude_none=True) if request.context else {}
         )
         verdict = self._decide(caller, request.permission, context)
-        decision_id, approval_id = self._record(
+        decision_id, approval_id, verdict = self._record(
             "authorize", caller, request.trace_id, request.permission, verdict, context
         )
         answer = api.AuthorizeResponse(
@@ -377,7 +460,7 @@ class Platform:
         caller = self._caller(headers)
         request = self._parse(_TOOL, body)
         transport = request.transport.value
-        binding, context, permission = None, {}, None
+        binding, permission = None, None
         if transport == "http":
             if not request.host:
                 raise HttpError(400, "invalid_request", "an http tool call needs its host")
@@ -389,14 +472,20 @@ class Platform:
                     "egress_deny",
                     None,
                 )
-            binding = self.policy.http_binding(
-                request.host, request.method or "", request.path or "/"
-            )
-            if binding is None:
-                verdict = decide.Verdict(
-                    "allowed", f"host {request.host} is on the egress allowlist"
+            method, path = request.method or "", request.path or "/"
+            conflict = decide.method_conflict(method, request.headers, request.query, request.body)
+            if conflict is not None and self.policy.host_has_bindings(request.host):
+                reason = (
+                    f"{method.upper()} {request.host}{path}: {conflict}, and servers that honour"
+                    " it act on another method than the policy would decide on; drop it"
                 )
-                return self._tool_answer(caller, request, verdict, "policy_allow", None)
+                verdict = decide.Verdict("denied", reason)
+                return self._tool_answer(caller, request, verdict, "policy_deny", None)
+            binding = self.policy.http_binding(request.host, method, path)
+            if binding is None:
+                verdict = decide.unbound_http_verdict(self.policy, request.host, method, path)
+                outcome = "policy_allow" if verdict.allowed else "policy_deny"
+                return self._tool_answer(caller, request, verdict, outcome, None)
         else:
             name = request.tool_name if transport == "mcp" else request.function_name
             if not name:
@@ -407,8 +496,18 @@ class Platform:
                 outcome = "policy_allow" if verdict.allowed else "policy_deny"
                 return self._tool_answer(caller, request, verdict, outcome, None)
         permission = binding.permission
-        context = decide.binding_context(binding, request.body)
-        verdict = self._decide(caller, permission, context)
+        try:
+            context = binding_context(
+                binding,
+                request.body,
+                query=request.query if transport == "http" else None,
+                content_type=_header(request.headers, "content-type"),
+            )
+        except Unreadable as unreadable:
+            verdict = decide.Verdict("denied", unreadable.reason)
+            return self._tool_answer(caller, request, verdict, "policy_deny", permission)
+        where = "the call's amount (its binding names no amount_field)"
+        verdict = self._decide(caller, permission, context, where)
         if verdict.allowed:
             verdict = decide.Verdict(
                 "allowed", verdict.reason, redactions=decide.tool_redactions(binding, verdict.limit)
@@ -428,7 +527,7 @@ class Platform:
         context: Any = None,
     ) -> Reply:
         tool = ToolCalled.of(request)
-        decision_id, approval_id = self._record(
+        decision_id, approval_id, verdict = self._record(
             "tool", caller, request.trace_id, permission, verdict, context, outcome, tool
         )
         answer = api.ToolAuthorizeResponse(
@@ -448,7 +547,7 @@ class Platform:
         parent = caller.grant
         if parent is None or parent.grant_id != grant_id:
             raise HttpError(403, "forbidden", f"the bearer token is not for grant {grant_id}")
-        request = self._parse(_ATTENUATE, body)
+        request = self._parse(_ATTENUATE, body, wirejson.ATTENUATE_NUMBERS)
         if self.policy.agent(request.granted_to_agent_id) is None:
             raise HttpError(
                 403, "forbidden", f"unknown callee agent {request.granted_to_agent_id!r}"
@@ -460,7 +559,10 @@ class Platform:
                 "forbidden",
                 f"'{wider}' is not covered by grant {grant_id}: attenuation can only narrow",
             )
-        max_amount = request.max_amount if request.max_amount is not None else parent.max_amount
+        # A float: an integer past 2**63 would not bind to SQLite, and comparisons want one type.
+        max_amount = (
+            float(request.max_amount) if request.max_amount is not None else parent.max_amount
+        )
         if (
             parent.max_amount is not None
             and max_amount is not None

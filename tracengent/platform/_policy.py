@@ -10,8 +10,11 @@ error, the line, together with how to fix it.
 Once loaded, a ``Policy`` only answers questions (which agent, which limit, which binding, is
 this host allowed, what is this amount in the policy currency); deciding is the engine's job.
 The lookups normalise their input themselves, so a ``Policy`` built directly in a test answers
-the same way as a parsed one. Matching errs towards governing: a request path is decoded and
-cleaned before it is matched, so ``/v1//refunds/`` cannot slip past a ``/v1/refunds`` binding.
+the same way as a parsed one. Matching errs towards governing: a request path is matched in
+the form a server would route it by (see ``_normalize_request_path``), so ``/V1//refunds/``,
+``/v1/refunds;jsessionid=1`` or ``/v1/x/../%72efunds`` cannot slip past a ``/v1/refunds``
+binding, and a path no binding matches on a host that has bindings is not let through unchecked
+(``unbound_paths``).
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ class Policy:
     tools: tuple[ToolBinding, ...]
     egress_allowlist: tuple[str, ...]
     unbound_tools: Literal["allow", "deny"]
+    #: what an allowlisted HTTP call gets when no binding matches it on a host that has bindings
+    unbound_paths: Literal["allow", "deny"] = "deny"
 
     def agent(self, agent_id: str) -> AgentPolicy | None:
         """The agent with this id, disabled or not: the caller decides what disabled means."""
@@ -168,13 +173,19 @@ class Policy:
 
     def limit_for(self, permission: str) -> PermissionLimit | None:
         """The most specific limit granting ``permission``: exact, then the longest ``ns:*``,
-        then ``*``; the first declared wins a tie, which parsing rules out anyway."""
+        then ``*``; the first declared wins a tie, which parsing rules out anyway.
+
+        Case is ignored here (and only here): an agent holding ``*`` that asks for
+        ``PAYMENTS:REFUND`` is still held to the ``payments:refund`` limit.
+        """
+        wanted = permission.lower() if isinstance(permission, str) else ""
         best: PermissionLimit | None = None
         best_rank = (-1, -1)
         for limit in self.limits:
-            if not permission_matches(limit.permission, permission):
+            pattern = limit.permission.lower()
+            if not permission_matches(pattern, wanted):
                 continue
-            rank = _limit_rank(limit.permission, permission)
+            rank = _limit_rank(pattern, wanted)
             if rank > best_rank:
                 best, best_rank = limit, rank
         return best
@@ -185,7 +196,9 @@ class Policy:
         Several may match (``*.example.com`` and ``api.example.com``, ``/v1/**`` and
         ``/v1/refunds``); the most specific wins: an exact host over a wildcard one (a longer
         suffix over a shorter), then a path without wildcards over a glob (more literal
-        characters over fewer) over no path, then a method over any method.
+        characters over fewer) over no path, then the exact method over any method. A ``HEAD``
+        matches a ``GET`` binding too (servers answer HEAD with the GET handler), below a
+        ``HEAD`` binding.
         """
         clean_host = _normalize_host(host)
         if clean_host is None:
@@ -199,14 +212,23 @@ class Policy:
                 continue
             if not _host_matches(binding.host, clean_host):
                 continue
-            if binding.method is not None and binding.method.strip().upper() != clean_method:
+            method_rank = _method_rank(binding.method, clean_method)
+            if method_rank is None:
                 continue
             if binding.path is not None and not _path_regex(binding.path).fullmatch(clean_path):
                 continue
-            rank = _http_rank(binding)
+            rank = (*_http_rank(binding), method_rank)
             if rank > best_rank:
                 best, best_rank = binding, rank
         return best
+
+    def host_has_bindings(self, host: str) -> bool:
+        """True if some [[tools.http]] binding names ``host`` (exactly or by its wildcard)."""
+        clean = _normalize_host(host)
+        return clean is not None and any(
+            b.transport == "http" and b.host is not None and _host_matches(b.host, clean)
+            for b in self.tools
+        )
 
     def tool_binding(self, transport: str, name: str) -> ToolBinding | None:
         """The binding for an MCP tool or an LLM function by its exact name; None for http."""
@@ -224,6 +246,17 @@ class Policy:
         return clean is not None and any(
             _host_matches(pattern, clean) for pattern in self.egress_allowlist
         )
+
+    def fx_rate(self, currency: str | None) -> float | None:
+        """Units of the policy currency per unit of ``currency`` (None: the policy's, 1)."""
+        if currency is None:
+            return 1.0
+        if not isinstance(currency, str):
+            return None
+        code = currency.strip().upper()
+        if code == self.currency.strip().upper():
+            return 1.0
+        return next((r for key, r in self.fx_rates.items() if key.strip().upper() == code), None)
 
     def to_policy_currency(self, amount: float, currency: str | None) -> float | None:
         """``amount`` in ``currency`` expressed in the policy currency.
@@ -324,6 +357,13 @@ token_ttl_seconds = 900
 # names it: "deny" (fail closed) or "allow". Optional, default "deny".
 unbound_tools = "deny"
 
+# What an HTTP call gets when its host has [[tools.http]] bindings but none of them matches its
+# method and path (a new endpoint, or a spelling no binding foresaw): "deny" (fail closed) or
+# "allow" (allowed without a permission check, as on a host no binding names). To govern the
+# other paths of a host by one permission instead, add a binding for that host without `path`.
+# Optional, default "deny".
+unbound_paths = "deny"
+
 # Hosts an HTTP tool call may reach; any other host is refused ("egress_deny"). Each entry is an
 # exact host name or IP address, or "*.example.com" for every subdomain of example.com (but not
 # example.com itself). Matching ignores case and the port. Optional, default: no host at all.
@@ -394,10 +434,12 @@ require_approval_over = 2500
 #
 # HTTP: `host` (required; exact or "*.example.com", and on egress_allowlist), `method`
 # (optional, any case; default any method) and `path` (optional; default any path), a glob where
-# "*" matches within one path segment and "**" across segments. The request path is matched
-# without its query, percent-decoded, with "//", "." and ".." and a trailing "/" resolved. When
-# several bindings match, the most specific wins. An allowlisted call no binding matches is
-# allowed without a permission check.
+# "*" matches within one path segment and "**" across segments. The request path is matched the
+# way servers route it: without its query, percent-decoded, ignoring case, ";params" in a segment
+# and "\\" as "/", with "//", "." and ".." and a trailing "/" resolved; a HEAD request also
+# matches a GET binding. When several bindings match, the most specific wins. An allowlisted call
+# no binding matches is allowed without a permission check when no binding names its host, and
+# otherwise decided by `unbound_paths`.
 [[tools.http]]
 host = "api.stripe.com"
 method = "POST"
@@ -447,6 +489,7 @@ _TOP_KEYS: Final = (
     "approval_ttl_seconds",
     "token_ttl_seconds",
     "unbound_tools",
+    "unbound_paths",
     "egress_allowlist",
     "fx_rates",
     "agents",
@@ -643,13 +686,8 @@ def _read_policy(r: _Reader, doc: _Table) -> Policy | None:
     approval_ttl = r.number(doc, "approval_ttl_seconds", "", positive=True)
     token_ttl = r.integer(doc, "token_ttl_seconds", "", minimum=1)
 
-    unbound: Literal["allow", "deny"] = "deny"
-    unbound_text = r.text(doc, "unbound_tools", "")
-    if unbound_text is not None:
-        if unbound_text.strip().lower() == "allow":
-            unbound = "allow"
-        elif unbound_text.strip().lower() != "deny":
-            r.add("unbound_tools", f'must be "allow" or "deny", got {_describe(unbound_text)}')
+    unbound = _read_allow_or_deny(r, doc, "unbound_tools")
+    unbound_paths = _read_allow_or_deny(r, doc, "unbound_paths")
 
     allowlist = _read_host_patterns(r, doc, "egress_allowlist")
 
@@ -674,7 +712,18 @@ def _read_policy(r: _Reader, doc: _Table) -> Policy | None:
         tools=tuple(b for _, b in bindings),
         egress_allowlist=tuple(pattern for _, pattern in allowlist),
         unbound_tools=unbound,
+        unbound_paths=unbound_paths,
     )
+
+
+def _read_allow_or_deny(r: _Reader, doc: _Table, key: str) -> Literal["allow", "deny"]:
+    text = r.text(doc, key, "")
+    if text is None or text.strip().lower() == "deny":
+        return "deny"
+    if text.strip().lower() == "allow":
+        return "allow"
+    r.add(key, f'must be "allow" or "deny", got {_describe(text)}')
+    return "deny"
 
 
 def _read_currency_code(
@@ -1156,7 +1205,19 @@ def _http_rank(binding: ToolBinding) -> tuple[int, ...]:
         path_rank = (0, 0, 0)
     else:
         path_rank = (1, 0 if "*" in binding.path else 1, len(binding.path.replace("*", "")))
-    return (0 if host.startswith("*.") else 1, len(host), *path_rank, binding.method is not None)
+    return (0 if host.startswith("*.") else 1, len(host), *path_rank)
+
+
+def _method_rank(bound: str | None, method: str) -> int | None:
+    """How well a binding's method fits the request's (higher is closer); None: it does not."""
+    if bound is None:
+        return 0
+    clean = bound.strip().upper()
+    if clean == method:
+        return 2
+    if clean == "GET" and method == "HEAD":
+        return 1
+    return None
 
 
 def _path_pattern_problem(pattern: str) -> str | None:
@@ -1172,10 +1233,28 @@ def _path_pattern_problem(pattern: str) -> str | None:
     return None
 
 
+_MAX_DECODES: Final = 3
+
+
 def _normalize_request_path(path: str) -> str:
-    """The path a server would act on, for matching: no query or fragment, decoded, cleaned."""
-    without_query = re.split(r"[?#]", path, maxsplit=1)[0]
-    return _resolve_dots(_clean_segments(unquote(without_query)))
+    """The path as servers route it, for matching only (the SDK still sends its own bytes).
+
+    Each step is one some common server takes, so a spelling it routes to a bound handler
+    matches that binding: no query or fragment; percent-decoded, and again while that changes
+    something (double-encoding, up to three rounds); ``\\`` read as ``/`` (IIS, URL parsers);
+    cut at a NUL; a segment's ``;params`` dropped (Tomcat, Spring, Jetty; so ``..;`` is
+    ``..``); empty and ``.`` segments dropped, ``..`` resolved; and lowercased, as
+    case-insensitive routers and file systems see it.
+    """
+    text = re.split(r"[?#]", path, maxsplit=1)[0]
+    for _ in range(_MAX_DECODES):
+        decoded = re.split(r"[?#]", unquote(text), maxsplit=1)[0]
+        if decoded == text:
+            break
+        text = decoded
+    text = text.replace("\\", "/").split("\x00", 1)[0]
+    segments = [segment.split(";", 1)[0] for segment in text.split("/")]
+    return _resolve_dots("/".join(segments)).lower()
 
 
 def _clean_segments(path: str) -> str:
@@ -1197,7 +1276,7 @@ def _resolve_dots(path: str) -> str:
 @lru_cache(maxsize=512)
 def _path_regex(pattern: str) -> re.Pattern[str]:
     """The regex for a path glob: ``*`` within one segment, ``**`` (or more) across segments."""
-    parts = re.split(r"(\*+)", _clean_segments(pattern))
+    parts = re.split(r"(\*+)", _clean_segments(pattern).lower())
     regex = "".join(
         ("[^/]*" if part == "*" else ".*") if part.startswith("*") else re.escape(part)
         for part in parts

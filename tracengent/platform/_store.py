@@ -7,7 +7,10 @@ runs. Every write is one `BEGIN IMMEDIATE` transaction: it takes the write lock 
 read-modify-write steps (ids, approvals, settings, tokens) stay atomic across processes too.
 
 The store is deliberately dumb: it keeps what the engine decided and answers queries; policy,
-token reconciliation and signing live in the engine.
+token reconciliation and signing live in the engine. Two rules keep agents that share a platform
+out of each other's data: an event id is unique per agent (another agent sending the same id
+first must not make this agent's event a "duplicate"), and only the agent that owns a trace may
+close it (`trace_owner`).
 """
 
 from __future__ import annotations
@@ -30,15 +33,25 @@ SCHEMA_VERSION = 1
 DB_NAME = "platform.sqlite3"
 
 # Columns of decisions, approvals and grants are named after the dataclass fields they hold.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS counters (prefix TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, agent_id TEXT NOT NULL,
+_EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, agent_id TEXT NOT NULL,
     trace_id TEXT, type TEXT, name TEXT, occurred_at TEXT, root_request TEXT,
-    at REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL);
+    at REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL,
+    UNIQUE (agent_id, event_id))"""
+_EVENTS_INDEXES = """
 CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id);
 CREATE INDEX IF NOT EXISTS events_agent ON events (agent_id);
+"""
+_EVENT_COLUMNS = (
+    "seq, event_id, agent_id, trace_id, type, name, occurred_at, root_request, at, received_at,"
+    " body"
+)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS counters (prefix TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+{_EVENTS_TABLE.format(name="events")};
+{_EVENTS_INDEXES}
 CREATE TABLE IF NOT EXISTS trace_closes (
     trace_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, status TEXT, root_request TEXT,
     at REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL);
@@ -67,7 +80,26 @@ CREATE INDEX IF NOT EXISTS token_ledger_agent ON token_ledger (agent_id, state);
 # Nullable columns added since a table was first created: a database made by an older version
 # gets them on open. Older code reads and writes such a database unchanged (it names its columns),
 # so adding one does not bump SCHEMA_VERSION, which would lock an older CLI out of ~/.tracengent.
+# The same holds for `events` losing its global UNIQUE (event_id) for UNIQUE (agent_id, event_id):
+# see `_dedupe_events_per_agent`.
 _ADDED_COLUMNS = (("decisions", "tool", "TEXT"), ("decisions", "transport", "TEXT"))
+# Who owns a trace: the agent of the first event or decision the platform received for it
+# (receipt order, never the client's occurredAt, which any client can backdate).
+_OWNER_SQL = """
+SELECT agent_id FROM (
+    SELECT agent_id, received_at AS t, 0 AS k, seq AS s FROM events WHERE trace_id = ?1
+    UNION ALL
+    SELECT agent_id, created_at, 1, seq FROM decisions WHERE trace_id = ?1)
+ORDER BY t, k, s LIMIT 1
+"""
+
+
+class NotTraceOwner(PermissionError):
+    """A close of a trace another agent owns."""
+
+    def __init__(self, trace_id: str) -> None:
+        super().__init__(f"trace {trace_id} belongs to another agent")
+        self.trace_id = trace_id
 
 
 @dataclass(frozen=True)
@@ -227,6 +259,7 @@ class Store:
                 present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 if column not in present:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            _dedupe_events_per_agent(db)
             # Migrations from an older `version` go here.
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -280,8 +313,9 @@ class Store:
     ) -> list[Mapping[str, Any]]:
         """Stores a batch under the authenticated `agent_id`; returns the events that were new.
 
-        A known eventId is a duplicate and is not stored again, so the caller acts on new events
-        only (a retried batch must not, say, reconcile a token reservation twice).
+        An eventId this agent sent before is a duplicate and is not stored again, so the caller
+        acts on new events only (a retried batch must not, say, reconcile a token reservation
+        twice). Ids are per agent: the same id from another agent is another event.
         """
         fresh: list[Mapping[str, Any]] = []
         now = self._clock()
@@ -314,8 +348,32 @@ class Store:
     def event_count(self) -> int:
         return int(self._all("SELECT COUNT(*) FROM events")[0][0])
 
+    def trace_owner(self, trace_id: str) -> str | None:
+        """The agent that owns a trace: the one whose event or decision the platform received
+        first for it, else the one that closed it; None for a trace nothing names yet.
+
+        First come, first owner: an agent that learns a trace id before its owner ever uses it
+        could claim it. Trace ids are random (`trc_` and 128 bits), so that takes the owner
+        handing its id out before using it.
+        """
+        with self._read() as db:
+            return self._owner(db, trace_id)
+
+    @staticmethod
+    def _owner(db: sqlite3.Connection, trace_id: str) -> str | None:
+        row = db.execute(_OWNER_SQL, (trace_id,)).fetchone()
+        if row is None:
+            row = db.execute(
+                "SELECT agent_id FROM trace_closes WHERE trace_id = ?", (trace_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def add_trace_close(self, agent_id: str, close: Mapping[str, Any]) -> bool:
-        """Keeps the first close of a trace; a repeated (retried) close changes nothing."""
+        """Keeps the owner's first close of a trace; a repeated (retried) close changes nothing.
+
+        Raises NotTraceOwner when another agent owns the trace. A close stored by a non-owner
+        (a database from before ownership was checked) gives way to the owner's.
+        """
         trace_id = _str(close.get("traceId"))
         if trace_id is None:
             return False
@@ -323,9 +381,16 @@ class Store:
         at = parse_time(close.get("occurredAt"))
         row = (trace_id, agent_id, _str(close.get("status")), _str(close.get("rootRequest")))
         with self._write() as db:
+            owner = self._owner(db, trace_id)
+            if owner is not None and owner != agent_id:
+                raise NotTraceOwner(trace_id)
             cursor = db.execute(
-                "INSERT OR IGNORE INTO trace_closes (trace_id, agent_id, status, root_request, at,"
-                " received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO trace_closes (trace_id, agent_id, status, root_request, at,"
+                " received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trace_id) DO"
+                " UPDATE SET agent_id = excluded.agent_id, status = excluded.status,"
+                " root_request = excluded.root_request, at = excluded.at,"
+                " received_at = excluded.received_at, body = excluded.body"
+                " WHERE trace_closes.agent_id != excluded.agent_id",
                 (*row, now if at is None else at, now, _dump(close)),
             )
         return cursor.rowcount == 1
@@ -445,24 +510,34 @@ class Store:
     # -- LLM token budget ------------------------------------------------------------------------
 
     def reserve_tokens(
-        self, agent_id: str, tokens: int, trace_id: str | None, decision_id: str
-    ) -> None:
+        self,
+        agent_id: str,
+        tokens: int,
+        trace_id: str | None,
+        decision_id: str,
+        *,
+        budget: int | None = None,
+    ) -> bool:
+        """Reserves `tokens`; with a `budget`, only if they fit beside what is committed.
+
+        Check and reservation are one write transaction, so concurrent calls (threads of the
+        served platform, or another process on the same file) cannot each see the same room
+        and together overspend it. False: they did not fit, nothing was reserved.
+        """
         with self._write() as db:
+            if budget is not None and _committed(db, agent_id) + tokens > budget:
+                return False
             db.execute(
                 "INSERT INTO token_ledger (agent_id, trace_id, decision_id, reserved, state,"
                 " created_at) VALUES (?, ?, ?, ?, 'reserved', ?)",
                 (agent_id, trace_id, decision_id, tokens, self._clock()),
             )
+        return True
 
     def tokens_committed(self, agent_id: str) -> int:
         """Used tokens plus those still reserved: what a new reservation must fit beside."""
-        return int(
-            self._all(
-                "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved"
-                " ELSE used END), 0) FROM token_ledger WHERE agent_id = ?",
-                agent_id,
-            )[0][0]
-        )
+        with self._lock:
+            return _committed(self._conn, agent_id)
 
     def reconcile_tokens(self, agent_id: str, trace_id: str | None, actual_tokens: int) -> bool:
         """Turns the matching open reservation into actual use; without one, records use anyway."""
@@ -486,9 +561,7 @@ class Store:
             return False
 
     def tokens_used(self, agent_id: str) -> int:
-        rows = self._all(
-            "SELECT COALESCE(SUM(used), 0) FROM token_ledger WHERE agent_id = ?", agent_id
-        )
+        rows = self._all("SELECT TOTAL(used) FROM token_ledger WHERE agent_id = ?", agent_id)
         return int(rows[0][0])
 
     # -- settings --------------------------------------------------------------------------------
@@ -553,28 +626,63 @@ class Store:
         return sorted(entries, key=lambda entry: entry.at)
 
 
+def _committed(db: sqlite3.Connection, agent_id: str) -> int:
+    # TOTAL, not SUM: SUM raises "integer overflow" past 2**63, which the counts of many events
+    # can reach; TOTAL adds as floats and never fails.
+    row = db.execute(
+        "SELECT TOTAL(CASE WHEN state = 'reserved' THEN reserved ELSE used END)"
+        " FROM token_ledger WHERE agent_id = ?",
+        (agent_id,),
+    ).fetchone()
+    return int(row[0])
+
+
+def _dedupe_events_per_agent(db: sqlite3.Connection) -> None:
+    """Rebuilds an older `events` table whose event ids were unique across all agents.
+
+    SQLite cannot drop a UNIQUE constraint in place, so the rows move to a table of the current
+    shape (seq kept, so order and AUTOINCREMENT carry over) that then takes the old name. An
+    older tracengent still reads and writes the result: it names its columns, and its
+    INSERT OR IGNORE now de-duplicates per agent too.
+    """
+    for index in db.execute("PRAGMA index_list(events)").fetchall():
+        if not index["unique"]:
+            continue
+        name = str(index["name"]).replace('"', '""')
+        columns = [row["name"] for row in db.execute(f'PRAGMA index_info("{name}")')]
+        if columns == ["event_id"]:
+            break
+    else:
+        return
+    db.execute(_EVENTS_TABLE.format(name="events_per_agent"))
+    db.execute(
+        f"INSERT INTO events_per_agent ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM events"
+    )
+    db.execute("DROP TABLE events")
+    db.execute("ALTER TABLE events_per_agent RENAME TO events")
+    for statement in _EVENTS_INDEXES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def _summary(db: sqlite3.Connection, trace_id: str, started: float) -> TraceSummary:
     ev = db.execute(
         "SELECT COUNT(*),"
-        " (SELECT agent_id FROM events WHERE trace_id = ?1 ORDER BY seq LIMIT 1),"
         " (SELECT root_request FROM events WHERE trace_id = ?1 AND root_request IS NOT NULL"
         "  ORDER BY seq LIMIT 1)"
         " FROM events WHERE trace_id = ?1",
         (trace_id,),
     ).fetchone()
-    dec = db.execute(
-        "SELECT COUNT(*), (SELECT agent_id FROM decisions WHERE trace_id = ?1 ORDER BY seq LIMIT 1)"
-        " FROM decisions WHERE trace_id = ?1",
-        (trace_id,),
-    ).fetchone()
+    dec = db.execute("SELECT COUNT(*) FROM decisions WHERE trace_id = ?", (trace_id,)).fetchone()
+    owner = db.execute(_OWNER_SQL, (trace_id,)).fetchone()
     close = db.execute(
         "SELECT agent_id, status, root_request, at FROM trace_closes WHERE trace_id = ?",
         (trace_id,),
     ).fetchone() or (None, None, None, None)
     return TraceSummary(
         trace_id=trace_id,
-        agent_id=ev[1] or dec[1] or close[0] or "",
-        root_request=ev[2] or close[2],
+        agent_id=(owner[0] if owner else None) or close[0] or "",
+        root_request=ev[1] or close[2],
         status=close[1],
         started_at=started,
         ended_at=close[3],

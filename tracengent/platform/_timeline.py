@@ -9,6 +9,7 @@ messages are folded), so the output can be grepped and diffed.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,9 +35,15 @@ def _field(data: Any, *path: str) -> Any:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, or None: a stored integer past a double's range (an older platform
+    stored those) or a NaN shows as absent rather than crashing the CLI."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(value: Any, limit: int = _MAX_TEXT) -> str:
