@@ -7,12 +7,18 @@ user:password, because URLs carry API keys and personal data more often than not
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import httpx
 
+from ._credentials import is_credential_header
 from ._events import AgentEvent, EventStatuses, EventTypes
+from ._scrub import Scrubber
 from ._trace import current_trace
+
+_Scrub = Callable[[object, Iterable[str]], str]
+_ANONYMOUS = Scrubber()  # for a recorder that is no client: credential shapes only
 
 
 class _Recorder(Protocol):
@@ -26,15 +32,36 @@ def safe_url(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}{port}{url.path}" + (f"?{names}" if names else "")
 
 
+def credentials_of(request: httpx.Request) -> list[str]:
+    """The credentials `request` carries (header values by the `_credentials` rule, the URL's
+    password): what no text about the request may repeat, even when a library quotes it."""
+    found = [value for name, value in request.headers.items() if is_credential_header(name, value)]
+    if request.url.password:
+        found.append(request.url.password)
+    return found
+
+
+def scrubber_of(client: object) -> _Scrub:
+    """The client's scrubber (it knows the client's own secrets), or one that knows none."""
+    scrubber = getattr(getattr(client, "_core", None), "scrubber", None)
+    return scrubber.text if isinstance(scrubber, Scrubber) else _ANONYMOUS.text
+
+
 def tool_call_event(
-    request: httpx.Request, status_code: int | None, error: BaseException | None, started: float
+    request: httpx.Request,
+    status_code: int | None,
+    error: BaseException | None,
+    started: float,
+    scrub: _Scrub | None = None,
 ) -> AgentEvent:
     failed = error is not None or status_code is None or status_code >= 400
     attributes: dict[str, Any] = {"method": request.method, "url": safe_url(request.url)}
     if status_code is not None:
         attributes["statusCode"] = status_code
-    if error is not None:
-        attributes["error"] = f"{type(error).__name__}: {error}"
+    if error is not None:  # an HTTP library's message may quote a (malformed) credential header
+        attributes["error"] = (scrub or _ANONYMOUS.text)(
+            f"{type(error).__name__}: {error}", credentials_of(request)
+        )
     return AgentEvent(
         type=EventTypes.TOOL_CALL,
         name=f"{request.method} {request.url.host}{request.url.path}",
@@ -58,6 +85,7 @@ class TrackingTransport(httpx.BaseTransport):
 
     def __init__(self, client: _Recorder, inner: httpx.BaseTransport | None = None) -> None:
         self._client = client
+        self._scrub = scrubber_of(client)
         self._inner = inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -65,7 +93,9 @@ class TrackingTransport(httpx.BaseTransport):
         try:
             response = self._inner.handle_request(request)
         except Exception as error:
-            record_in_trace(self._client, tool_call_event(request, None, error, started))
+            record_in_trace(
+                self._client, tool_call_event(request, None, error, started, self._scrub)
+            )
             raise
         record_in_trace(self._client, tool_call_event(request, response.status_code, None, started))
         return response
@@ -79,6 +109,7 @@ class AsyncTrackingTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, client: _Recorder, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = client
+        self._scrub = scrubber_of(client)
         self._inner = inner or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -86,7 +117,9 @@ class AsyncTrackingTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._inner.handle_async_request(request)
         except Exception as error:
-            record_in_trace(self._client, tool_call_event(request, None, error, started))
+            record_in_trace(
+                self._client, tool_call_event(request, None, error, started, self._scrub)
+            )
             raise
         record_in_trace(self._client, tool_call_event(request, response.status_code, None, started))
         return response
