@@ -10,7 +10,8 @@ For a tool call the amount is in the tool's own data, which is hostile input: th
 arguments at the binding's ``amount_field``. It must be a JSON number there. A string is not
 read as one ("900" may be 900 to one server and an error to another), except in a form body
 (``application/x-www-form-urlencoded`` or ``multipart/form-data``), where every value is text
-and a plain decimal such as ``"900"`` or ``"12.50"`` is how a number travels. An HTTP call may
+and a plain decimal such as ``"900"`` or ``"12.50"`` (no exponent, ``+``, leading zero or
+space; at most 15 significant digits, as the SDK's form reader) is how a number travels. An HTTP call may
 also carry the field in its query string, which many servers merge with the body: the query is
 read when the body lacks the field, and a call that names it in both is refused, because the
 platform cannot tell which of the two the server acts on.
@@ -29,7 +30,10 @@ from ._policy import Policy, ToolBinding
 
 __all__ = ["Money", "Unreadable", "binding_context", "context_money", "describe"]
 
-_DECIMAL: Final = re.compile(r"-?[0-9]{1,309}(?:\.[0-9]{1,309})?")
+# The decimals every server reads as the same number (as the SDK's form reader): no exponent,
+# "+", leading zero or space, and at most 15 significant digits, which a double holds exactly.
+_DECIMAL: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+_MAX_DIGITS: Final = 15
 _FORM_TYPES: Final = ("application/x-www-form-urlencoded", "multipart/form-data")
 _MAX_CURRENCY_CHARS: Final = 16
 
@@ -68,9 +72,14 @@ def describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _decimal(text: str) -> bool:
+    digits = text.lstrip("-").replace(".", "").lstrip("0")
+    return _DECIMAL.fullmatch(text) is not None and len(digits) <= _MAX_DIGITS
+
+
 def _number(value: Any, where: str, *, form: bool) -> float:
-    if isinstance(value, str) and form and _DECIMAL.fullmatch(value.strip()):
-        value = float(value.strip())
+    if isinstance(value, str) and form and _decimal(value):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Unreadable(f"{where} is {describe(value)}, not a number")
     try:
