@@ -58,7 +58,10 @@ method = "POST"
 path = "/v1/refunds"
 permission = "payments:refund"
 amount_field = "$.amount"
-redactions = [{ field = "$.card", strategy = "remove" }]
+redactions = [
+    { field = "$.card", strategy = "remove" },
+    { field = "$.items[0].pan", strategy = "mask" },
+]
 """
 
 REFUNDS = "https://api.stripe.com/v1/refunds"
@@ -444,6 +447,22 @@ def test_redactions_apply_to_a_form_and_it_stays_a_form(agent: Agent, tool: Tool
     assert int(first.header("content-length") or -1) == len(first.body)
     assert b"4242" not in second.body and b"123" not in second.body
     assert parse_qs(second.body.decode()) == {"amount": ["100"], "expand[]": ["a", "b"]}
+
+
+def test_a_redaction_of_an_array_element_reaches_its_form_spelling(
+    agent: Agent, tool: ToolServer
+) -> None:
+    form = b"amount=100&items%5B0%5D%5Bpan%5D=4242&items[0][qty]=1&items[1][pan]=5555"
+    reached(agent.send("POST", REFUNDS, content=form, headers=FORM))
+    reached(agent.send("POST", REFUNDS, json={"amount": 100, "items": [{"pan": "4242"}]}))
+    as_form, as_json = tool.arrived
+    assert parse_qs(as_form.body.decode()) == {
+        "amount": ["100"],
+        "items[0][pan]": ["***REDACTED***"],
+        "items[0][qty]": ["1"],
+        "items[1][pan]": ["5555"],
+    }
+    assert json.loads(as_json.body) == {"amount": 100, "items": [{"pan": "***REDACTED***"}]}
 
 
 @pytest.mark.parametrize(

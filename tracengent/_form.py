@@ -31,10 +31,13 @@ amount: a limit on it is then a deny, never a different number than the one the 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Final, TypeAlias
 from urllib.parse import quote_plus
 
-__all__ = ["FormError", "Tree", "encode_form", "parse_form", "platform_view"]
+from ._redaction import Redaction, apply_redactions_to_value
+
+__all__ = ["FormError", "Tree", "encode_form", "parse_form", "platform_view", "redact_form"]
 
 #: The tree of a form: nested dicts of lists and strings, in the order keys first appear.
 Tree: TypeAlias = dict[str, Any]
@@ -53,6 +56,7 @@ _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 _MAX_DIGITS: Final = 15
 _LIST = object()  # the "[]" segment
+_INDEX: Final = re.compile(r"\[\s*([0-9]+)\s*\]")
 
 
 def parse_form(text: str) -> Tree:
@@ -87,6 +91,23 @@ def encode_form(tree: Tree) -> str:
         else:
             pairs.append(f"{key}={quote_plus(_text(value), safe='')}")
     return "&".join(pairs)
+
+
+def redact_form(tree: Tree, rules: Sequence[Redaction]) -> Tree | None:
+    """``tree`` with ``rules`` applied, or None when they change nothing.
+
+    A form spells an array element ``items[0][pan]``, which reads as the key ``"0"``, so a rule
+    for ``$.items[0].pan`` also applies as ``$.items['0'].pan``: a redaction written for the JSON
+    shape of a call must not miss its form shape.
+    """
+    expanded = list(rules)
+    for rule in rules:
+        path = getattr(rule, "field", None)
+        keyed = _INDEX.sub(r"['\1']", path) if isinstance(path, str) else path
+        if keyed != path:
+            expanded.append(Redaction(keyed, getattr(rule, "strategy", "remove")))
+    redacted = apply_redactions_to_value(tree, expanded)
+    return None if redacted is tree else redacted
 
 
 def platform_view(tree: Any) -> Any:

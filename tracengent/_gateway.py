@@ -9,11 +9,13 @@ follows is authorized again: a redirect cannot carry a request to a host the pol
 What the platform is told is what is sent: the host and raw path of the URL the connection goes
 to, its query, its headers (never a credential: `tracengent._credentials`), its body as read by
 `tracengent._http_body`. A request that would be sent somewhere other than it says is refused
-before anyone is asked: a ``Host`` header (or ``X-Forwarded-Host``, method or URL override
-header) that disagrees with the URL, an ``sni_hostname`` or ``target`` extension that differs,
-framing headers that disagree with the body. On a *bound* endpoint (the decision names a
-permission or redactions), a body or query the gate could not read is refused too: its amount
-could not be checked nor its fields redacted.
+before anyone is asked: a ``Host`` header (or ``X-Forwarded-Host``, ``Forwarded: host=``, a
+method or URL override header, a ``_method`` field) that disagrees with the URL or method, an
+``sni_hostname`` or ``target`` extension that differs, framing headers that disagree with the
+body, an extension the gate does not know. On a *bound* endpoint (the decision names a
+permission or redactions), a body or query the gate could not read is refused too (its amount
+could not be checked nor its fields redacted), and so is a parameter given both in the query and
+in the body (servers differ on which one counts).
 
 `describe` and `forwardable` are the pure core; the two transports only read the body (the one
 place sync and async differ) and call them.
@@ -32,11 +34,11 @@ import tracengent_api as api
 
 from ._credentials import is_credential_header
 from ._events import AgentEvent, EventStatuses, EventTypes
-from ._form import FormError, Tree, encode_form, parse_form
+from ._form import FormError, Tree, encode_form, parse_form, redact_form
 from ._http_body import MAX_BODY_BYTES, Body, read_body, redacted_bytes
 from ._logs import logger
 from ._observe import observe_decision
-from ._redaction import Redaction, apply_redactions_to_value
+from ._redaction import Redaction
 from ._tools import (
     ToolDecision,
     ToolDeniedException,
@@ -271,10 +273,8 @@ def _unchecked(outgoing: Outgoing) -> str | None:
 def _redacted_url(url: httpx.URL, query: Tree | None, rules: list[Redaction]) -> httpx.URL | None:
     if query is None or not rules:
         return None
-    redacted = apply_redactions_to_value(query, rules)
-    if redacted is query:
-        return None
-    return url.copy_with(query=encode_form(redacted).encode("ascii"))
+    redacted = redact_form(query, rules)
+    return None if redacted is None else url.copy_with(query=encode_form(redacted).encode("ascii"))
 
 
 def _note_ungoverned(request: httpx.Request, decision: ToolDecision, core: ClientCore) -> None:

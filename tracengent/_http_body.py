@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._form import FormError, Tree, encode_form, parse_form, platform_view
-from ._redaction import Redaction, apply_redactions, apply_redactions_to_value
+from ._form import FormError, Tree, encode_form, parse_form, platform_view, redact_form
+from ._redaction import Redaction, apply_redactions
 
 __all__ = ["MAX_BODY_BYTES", "Body", "read_body", "redacted_bytes"]
 
@@ -127,10 +127,8 @@ def redacted_bytes(body: Body, rules: Sequence[Redaction]) -> bytes | None:
     if not rules:
         return None
     if body.kind == "form" and body._tree is not None:
-        redacted = apply_redactions_to_value(body._tree, rules)
-        if redacted is body._tree:
-            return None
-        return encode_form(redacted).encode("ascii")
+        redacted = redact_form(body._tree, rules)
+        return None if redacted is None else encode_form(redacted).encode("ascii")
     if body.kind == "json":
         text = apply_redactions(body._text, rules)
         if text == body._text:
