@@ -103,8 +103,8 @@ def redact_form(tree: Tree, rules: Sequence[Redaction]) -> Tree | None:
     expanded = list(rules)
     for rule in rules:
         path = getattr(rule, "field", None)
-        keyed = _INDEX.sub(r"['\1']", path) if isinstance(path, str) else path
-        if keyed != path:
+        if isinstance(path, str) and _INDEX.search(path):
+            keyed = _INDEX.sub(r"['\1']", path)
             expanded.append(Redaction(keyed, getattr(rule, "strategy", "remove")))
     redacted = apply_redactions_to_value(tree, expanded)
     return None if redacted is tree else redacted
