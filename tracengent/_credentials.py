@@ -28,7 +28,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["is_credential_header", "is_credential_name", "looks_like_credential"]
+__all__ = [
+    "JWT",
+    "KEY_FORMATS",
+    "is_credential_header",
+    "is_credential_name",
+    "looks_like_credential",
+]
 
 _NAMES: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _NAME_PARTS: Final = (
@@ -53,8 +59,8 @@ _SCHEME: Final = re.compile(
     r"(?i)^\s*(?:bearer|basic|digest|token|negotiate|ntlm|hawk|oauth|mac|dpop|apikey|sharedkey"
     r"|sharedaccesssignature|aws4-hmac-sha256|aws|goog4-hmac-sha256)\s+\S"
 )
-_JWT: Final = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.")
-_KEY_FORMATS: Final = re.compile(
+JWT: Final = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.")
+KEY_FORMATS: Final = re.compile(
     r"(?<![A-Za-z0-9])(?:"
     r"(?:agk|ags)_[A-Za-z0-9_\-]+"
     r"|(?:sk|rk)[-_][A-Za-z0-9_\-]{4,}"
@@ -82,7 +88,7 @@ def is_credential_name(name: str) -> bool:
 
 def looks_like_credential(value: str) -> bool:
     """True when a value has the shape of a credential, whatever it is called."""
-    if _SCHEME.match(value) or _JWT.search(value) or _KEY_FORMATS.search(value):
+    if _SCHEME.match(value) or JWT.search(value) or KEY_FORMATS.search(value):
         return True
     text = value.strip()
     return bool(

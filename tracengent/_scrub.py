@@ -23,6 +23,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus
 
+from ._credentials import JWT, KEY_FORMATS
+
 REDACTED = "***"
 _MIN_SECRET = 4  # shorter "secrets" (test values like "x") would shred ordinary words
 
@@ -31,8 +33,8 @@ _MIN_SECRET = 4  # shorter "secrets" (test values like "x") would shred ordinary
 _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization schemes: "Bearer <token>", "Basic <base64>"
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{6,}"), rf"\1\2{REDACTED}"),
-    # a JWT anywhere (access tokens, delegated tokens): three base64url parts, header first
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"), REDACTED),
+    # a JWT anywhere (access tokens, delegated tokens), with the rest of its parts
+    (re.compile(JWT.pattern + r"[A-Za-z0-9_\-]*"), REDACTED),
     # name=value / "name": "value" / name: value for credential-ish names
     (
         re.compile(
@@ -43,13 +45,8 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         rf"\1{REDACTED}",
     ),
-    # Tracengent keys and common vendor key formats
-    (re.compile(r"\b(?:agk|ags)_[A-Za-z0-9_\-]{2,}"), REDACTED),
-    (re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{16,}"), REDACTED),
-    (re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{8,}"), REDACTED),
-    (re.compile(r"\b(?:ghp|gho|ghs|ghu|github_pat)_[A-Za-z0-9_]{16,}"), REDACTED),
-    (re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"), REDACTED),
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    # Tracengent keys and the vendor key formats the credential rule knows
+    (KEY_FORMATS, REDACTED),
 )
 
 
