@@ -17,6 +17,7 @@ from tracengent import (
     NotAuthorizedException,
     ToolDeniedException,
     TracengentClient,
+    governed_client,
     tracked_client,
 )
 
@@ -176,4 +177,15 @@ def test_a_malformed_agent_credential_is_not_stored_in_its_event(
     errors = [str(e.get("attributes", {}).get("error")) for e in events]
     assert errors and all("Illegal header value" in e or "header" in e.lower() for e in errors)
     assert not [e for e in errors if secret in e], errors
+    assert tool.received == []
+
+
+def test_a_gate_refusal_that_quotes_a_header_quotes_no_credential(served: Served) -> None:
+    secret = "ghp_0123456789abcdefghijABCDEFGHIJ"
+    with ToolServer() as tool, TracengentClient(options(served, served.url)) as client:
+        with governed_client(client) as http:
+            with pytest.raises(ToolDeniedException) as refused:
+                http.get(tool.url() + "/v1/items", headers={"X-Forwarded-Host": secret})
+    assert "X-Forwarded-Host" in refused.value.reason or "x-forwarded-host" in refused.value.reason
+    assert secret not in str(refused.value) and secret not in refused.value.reason
     assert tool.received == []

@@ -37,11 +37,11 @@ from ._events import AgentEvent, EventStatuses, EventTypes
 from ._form import FormError, Tree, encode_form, parse_form, redact_form
 from ._http_body import MAX_BODY_BYTES, Body, read_body, redacted_bytes
 from ._logs import logger
-from ._observe import observe_decision
 from ._redaction import Redaction
 from ._tools import (
     ToolDecision,
     ToolDeniedException,
+    decided,
     raise_unless_allowed,
     redactions_for,
     tool_authorize_flow,
@@ -169,8 +169,8 @@ def _denied(
     denial = ToolDecision.deny(reason)
     if decision is not None:
         denial.permission, denial.decision_id = decision.permission, decision.decision_id
-    observe_decision(core, "tool", outgoing.subject, denial)
-    return ToolDeniedException(reason, denial.permission, denial.outcome)
+    denial = decided(core, outgoing.subject, denial)  # a reason may quote a header: scrubbed
+    return ToolDeniedException(denial.reason, denial.permission, denial.outcome)
 
 
 # --- what makes a request go elsewhere than it says -------------------------------------------
