@@ -19,12 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Request
-from flask import Flask, g
-from flask import request as flask_request
+from flask import Flask, g, request as flask_request
 
 from tracengent import AsyncTracengentClient, AuthDecision, TracengentClient, TracengentOptions
-from tracengent.integrations import fastapi as tg_fastapi
-from tracengent.integrations import flask as tg_flask
+from tracengent.integrations import fastapi as tg_fastapi, flask as tg_flask
 
 from ._recording import RecordingPlatform
 

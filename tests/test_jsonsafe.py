@@ -19,8 +19,7 @@ from unittest import mock
 
 import pydantic_core
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from pydantic import BaseModel
 
 from tracengent._jsonsafe import (

@@ -7,7 +7,6 @@ import math
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -375,14 +374,10 @@ def test_from_env_does_not_validate(clean_env: pytest.MonkeyPatch) -> None:
 
 
 def test_module_imports_without_httpx_or_pydantic() -> None:
-    path = Path(__file__).resolve().parent.parent / "tracengent" / "_options.py"
     probe = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('probe_options', {str(path)!r})\n"
-        "module = importlib.util.module_from_spec(spec)\n"
-        "sys.modules['probe_options'] = module\n"
-        "spec.loader.exec_module(module)\n"
-        "module.TracengentOptions(agent_id='a', ingest_key='k').validate()\n"
+        "import sys\n"
+        "from tracengent._options import TracengentOptions\n"
+        "TracengentOptions(agent_id='a', ingest_key='k').validate()\n"
         "print(sorted(m for m in ('httpx', 'pydantic') if m in sys.modules))\n"
     )
     result = subprocess.run(

@@ -12,44 +12,77 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ._async_client import AsyncTracengentClient
-    from ._auth import AgentTokenProvider
-    from ._authorization import AuthDecision, AuthObligations, NotAuthorizedException
-    from ._client import TracengentClient
-    from ._delegation import AsyncDelegatedSession, DelegatedSession, DelegationException
+if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re-exported)
+    from ._async_client import (
+        AsyncTracengentClient as AsyncTracengentClient,
+    )
+    from ._auth import (
+        AgentTokenProvider as AgentTokenProvider,
+    )
+    from ._authorization import (
+        AuthDecision as AuthDecision,
+        AuthObligations as AuthObligations,
+    )
+    from ._client import (
+        TracengentClient as TracengentClient,
+    )
+    from ._delegation import (
+        AsyncDelegatedSession as AsyncDelegatedSession,
+        DelegatedSession as DelegatedSession,
+    )
+    from ._errors import (
+        DelegationException as DelegationException,
+        NotAuthorizedException as NotAuthorizedException,
+        ToolDeniedException as ToolDeniedException,
+        ToolPendingApprovalException as ToolPendingApprovalException,
+        TracengentConfigError as TracengentConfigError,
+        TracengentError as TracengentError,
+    )
     from ._events import (
-        Actor,
-        AgentEvent,
-        EventStatuses,
-        EventTypes,
-        LlmCallResult,
-        Money,
-        Usage,
-        new_id,
+        Actor as Actor,
+        AgentEvent as AgentEvent,
+        EventStatuses as EventStatuses,
+        EventTypes as EventTypes,
+        LlmCallResult as LlmCallResult,
+        Money as Money,
+        Usage as Usage,
+        new_id as new_id,
     )
     from ._gateway import (
-        AsyncGatewayTransport,
-        GatewayTransport,
-        async_governed_client,
-        governed_client,
+        AsyncGatewayTransport as AsyncGatewayTransport,
+        GatewayTransport as GatewayTransport,
+        async_governed_client as async_governed_client,
+        governed_client as governed_client,
     )
-    from ._options import TracengentConfigError, TracengentOptions
-    from ._permissions import permission_matches
-    from ._redaction import MASK_TOKEN, Redaction, apply_redactions
-    from ._tool_gate import AsyncToolGate, ToolGate
+    from ._options import (
+        TracengentOptions as TracengentOptions,
+    )
+    from ._permissions import (
+        permission_matches as permission_matches,
+    )
+    from ._redaction import (
+        MASK_TOKEN as MASK_TOKEN,
+        Redaction as Redaction,
+        apply_redactions as apply_redactions,
+    )
+    from ._tool_gate import (
+        AsyncToolGate as AsyncToolGate,
+        ToolGate as ToolGate,
+    )
     from ._tools import (
-        ToolDecision,
-        ToolDeniedException,
-        ToolGuardResult,
-        ToolPendingApprovalException,
+        ToolDecision as ToolDecision,
+        ToolGuardResult as ToolGuardResult,
     )
-    from ._trace import AgentTrace, AsyncAgentTrace, current_trace
+    from ._trace import (
+        AgentTrace as AgentTrace,
+        AsyncAgentTrace as AsyncAgentTrace,
+        current_trace as current_trace,
+    )
     from ._tracking import (
-        AsyncTrackingTransport,
-        TrackingTransport,
-        async_tracked_client,
-        tracked_client,
+        AsyncTrackingTransport as AsyncTrackingTransport,
+        TrackingTransport as TrackingTransport,
+        async_tracked_client as async_tracked_client,
+        tracked_client as tracked_client,
     )
 
 _EXPORTS = {
@@ -66,22 +99,23 @@ _EXPORTS = {
     "AuthDecision": "._authorization",
     "AuthObligations": "._authorization",
     "DelegatedSession": "._delegation",
-    "DelegationException": "._delegation",
+    "DelegationException": "._errors",
     "EventStatuses": "._events",
     "EventTypes": "._events",
     "GatewayTransport": "._gateway",
     "LlmCallResult": "._events",
     "MASK_TOKEN": "._redaction",
     "Money": "._events",
-    "NotAuthorizedException": "._authorization",
+    "NotAuthorizedException": "._errors",
     "Redaction": "._redaction",
     "ToolDecision": "._tools",
-    "ToolDeniedException": "._tools",
+    "ToolDeniedException": "._errors",
     "ToolGate": "._tool_gate",
     "ToolGuardResult": "._tools",
-    "ToolPendingApprovalException": "._tools",
+    "ToolPendingApprovalException": "._errors",
     "TracengentClient": "._client",
-    "TracengentConfigError": "._options",
+    "TracengentConfigError": "._errors",
+    "TracengentError": "._errors",
     "TracengentOptions": "._options",
     "TrackingTransport": "._tracking",
     "Usage": "._events",
@@ -111,46 +145,6 @@ def __dir__() -> list[str]:
 
 __version__ = "0.2.0"
 
-__all__ = [
-    "MASK_TOKEN",
-    "Actor",
-    "AgentEvent",
-    "AgentTokenProvider",
-    "AgentTrace",
-    "AsyncAgentTrace",
-    "AsyncDelegatedSession",
-    "AsyncGatewayTransport",
-    "AsyncToolGate",
-    "AsyncTracengentClient",
-    "AsyncTrackingTransport",
-    "AuthDecision",
-    "AuthObligations",
-    "DelegatedSession",
-    "DelegationException",
-    "EventStatuses",
-    "EventTypes",
-    "GatewayTransport",
-    "LlmCallResult",
-    "Money",
-    "NotAuthorizedException",
-    "Redaction",
-    "ToolDecision",
-    "ToolDeniedException",
-    "ToolGate",
-    "ToolGuardResult",
-    "ToolPendingApprovalException",
-    "TracengentClient",
-    "TracengentConfigError",
-    "TracengentOptions",
-    "TrackingTransport",
-    "Usage",
-    "__version__",
-    "apply_redactions",
-    "async_governed_client",
-    "async_tracked_client",
-    "current_trace",
-    "governed_client",
-    "new_id",
-    "permission_matches",
-    "tracked_client",
-]
+# The lazy table above is the one list of public names (a test checks the TYPE_CHECKING imports
+# name the same modules).
+__all__ = ["__version__", *_EXPORTS]

@@ -19,6 +19,7 @@ import httpx
 import tracengent_api as api
 from pydantic import ValidationError
 
+from ._errors import NotAuthorizedException
 from ._events import Number
 from ._flow import Flow, Sleep, TokenUnavailable, authed
 from ._observe import observe_decision
@@ -98,15 +99,6 @@ class AuthDecision:
                 currency=wire.currency,
             ),
         )
-
-
-class NotAuthorizedException(Exception):
-    """Raised by `ensure_authorized` when an action is not permitted."""
-
-    def __init__(self, permission: str, reason: str) -> None:
-        super().__init__(f"Not authorized for '{permission}': {reason}")
-        self.permission = permission
-        self.reason = reason
 
 
 def _text(value: Any) -> str:

@@ -13,11 +13,12 @@ import httpx
 
 from ._auth import AgentTokenProvider
 from ._dispatch import Connection, EventDispatcher
+from ._errors import TracengentConfigError
 from ._events import AgentEvent
 from ._flow import Flow, run_sync
 from ._logs import RateLimitedLog
 from ._observe import Observer, notify
-from ._options import LOCAL, TracengentConfigError, TracengentOptions
+from ._options import LOCAL, TracengentOptions
 from ._permissions import any_permission_matches
 from ._scrub import Scrubber
 

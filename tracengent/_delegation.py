@@ -18,6 +18,7 @@ import tracengent_api as api
 from pydantic import ValidationError
 
 from ._authorization import AuthDecision, authorize_flow, call_platform, failure, finite_amount
+from ._errors import DelegationException
 from ._events import Number
 from ._flow import Flow
 from ._jsonsafe import to_jsonable
@@ -25,10 +26,6 @@ from ._permissions import TokenClaims, any_permission_matches, read_claims
 
 if TYPE_CHECKING:
     from ._core import ClientCore
-
-
-class DelegationException(Exception):
-    """An attenuation (agent-to-agent hop) was refused, locally or by the platform."""
 
 
 def _denied(reason: str) -> Flow[AuthDecision]:
@@ -115,7 +112,8 @@ class _SessionBase:
             raise DelegationException(
                 self._core.scrub(
                     f"the platform refused the attenuation ({error.status_code}): {said}"
-                )
+                ),
+                status_code=error.status_code,
             ) from None
         except Exception as error:  # noqa: BLE001 - no child token without an answer
             raise DelegationException(self._core.scrub(failure("attenuate", error))) from None

@@ -33,6 +33,7 @@ import httpx
 import tracengent_api as api
 
 from ._credentials import is_credential_header
+from ._errors import ToolDeniedException
 from ._events import AgentEvent, EventStatuses, EventTypes
 from ._form import FormError, Tree, encode_form, parse_form, redact_form
 from ._http_body import MAX_BODY_BYTES, Body, read_body, redacted_bytes
@@ -40,7 +41,6 @@ from ._logs import logger
 from ._redaction import Redaction
 from ._tools import (
     ToolDecision,
-    ToolDeniedException,
     decided,
     raise_unless_allowed,
     redactions_for,

@@ -18,6 +18,8 @@ from dataclasses import KW_ONLY, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._errors import TracengentConfigError
+
 # The option each environment variable feeds; also used to tell users which variable to set.
 _ENV_VARS = {
     "agent_id": "TRACENGENT_AGENT_ID",
@@ -53,23 +55,6 @@ _POSITIVE_SECONDS = (
 LOCAL = "local"
 """`base_url` (or TRACENGENT_URL) that selects the embedded platform instead of a server."""
 DEMO_CREDENTIALS = {"client_id": "key_demo", "client_secret": "ags_demo"}
-
-
-class TracengentConfigError(ValueError):
-    """The options cannot work; each entry of ``problems`` names one option and how to fix it.
-
-    The problems are the exception's ``args`` so it pickles (e.g. across a process pool) intact.
-    """
-
-    def __init__(self, *problems: str) -> None:
-        super().__init__(*problems)
-        self.problems: tuple[str, ...] = problems
-
-    def __str__(self) -> str:
-        if len(self.problems) == 1:
-            return self.problems[0]
-        listed = "\n".join(f"  - {p}" for p in self.problems)
-        return f"{len(self.problems)} problems with the Tracengent options:\n{listed}"
 
 
 @dataclass

@@ -18,6 +18,7 @@ import tracengent_api as api
 from pydantic import ValidationError
 
 from ._authorization import _text, call_platform, failure
+from ._errors import ToolDeniedException, ToolPendingApprovalException
 from ._flow import Flow, TokenUnavailable
 from ._observe import observe_decision
 from ._redaction import Redaction
@@ -80,28 +81,6 @@ class ToolDecision:
             approval_id=answer.approval_id,
             redactions=redactions,
         )
-
-
-class ToolDeniedException(Exception):
-    """A tool call was refused (by policy, the egress allowlist, or for want of a decision)."""
-
-    def __init__(
-        self, reason: str, permission: str | None = None, outcome: str | None = None
-    ) -> None:
-        suffix = "" if permission is None else f" for '{permission}'"
-        super().__init__(f"Tool call denied{suffix}: {reason}")
-        self.reason = reason
-        self.permission = permission
-        self.outcome = outcome
-
-
-class ToolPendingApprovalException(Exception):
-    """A tool call is held until a person approves it; it was not made."""
-
-    def __init__(self, approval_id: str | None, reason: str) -> None:
-        super().__init__(f"Tool call awaiting approval: {reason}")
-        self.approval_id = approval_id
-        self.reason = reason
 
 
 @dataclass

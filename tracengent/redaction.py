@@ -15,7 +15,6 @@ tracengent`` does not pay for it.
 
 from __future__ import annotations
 
-from tracengent import MASK_TOKEN, Redaction
-from tracengent import apply_redactions as apply
+from tracengent import MASK_TOKEN, Redaction, apply_redactions as apply
 
 __all__ = ["MASK_TOKEN", "Redaction", "apply"]

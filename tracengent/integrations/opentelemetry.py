@@ -26,8 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 try:
-    from opentelemetry import context as otel_context
-    from opentelemetry import trace as otel_trace
+    from opentelemetry import context as otel_context, trace as otel_trace
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 except ImportError as error:
