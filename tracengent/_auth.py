@@ -4,11 +4,19 @@ One token request at a time, however many threads ask: callers that find no vali
 on a lock and the first one fetches. A 401 from the token endpoint means the credentials were
 revoked or the agent disabled, so the provider turns itself off instead of asking again; the
 dispatcher then counts what it cannot send.
+
+A token answer is checked before the token is used: one that is empty or carries whitespace,
+control or non-ASCII characters would be refused by the HTTP library only when it is put in a
+header, and that library quotes the illegal value in its error, so the token would travel on in
+reasons, exceptions and logs. Errors about the token endpoint are written here, without its
+answer's body: an error page may echo the request, and the request carries the client secret.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +24,7 @@ from collections.abc import Callable
 import httpx
 import tracengent_api as api
 
-from ._flow import with_timeout
+from ._deadline import with_deadline
 from ._options import TracengentOptions
 from ._permissions import TokenClaims, read_claims
 
@@ -24,6 +32,9 @@ logger = logging.getLogger("tracengent")
 
 _REFRESH_LEAD_S = 60.0
 """Refresh this long before expiry (or at 80% of a shorter lifetime)."""
+#: An OAuth error code (RFC 6749 5.2: `invalid_client`, ...): safe to repeat, unlike the rest of
+#: an error page, which may echo the request.
+_OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 
 
 class TokenState:
@@ -131,9 +142,9 @@ class AgentTokenProvider:
             if timeout is None
             else min(timeout, options.request_timeout_s)
         )
-        response = self._http.send(with_timeout(request, limit))
+        response = self._http.send(with_deadline(request, limit))
         try:
-            answer = api.parse_oauth_token(response)
+            answer = read_token_answer(response)
         except api.AuthenticationError:
             self._state.disabled = True
             logger.warning(
@@ -143,3 +154,57 @@ class AgentTokenProvider:
             )
             return None
         return self._state.accept(answer, self._clock())
+
+
+def read_token_answer(response: httpx.Response) -> api.TokenResponse:
+    """The token endpoint's answer, or an `ApiError` whose text and body hold none of it.
+
+    A 401 is an `AuthenticationError` (the credentials were refused); any other non-2xx keeps
+    its class (so 429 and 5xx stay retryable) and its `Retry-After`, with a message that names
+    the status and, at most, the OAuth error code. A token that is not a usable header value is
+    an `ApiDecodeError`, like any other answer that is not a token answer.
+    """
+    try:
+        answer = api.parse_oauth_token(response)
+    except api.ApiError as error:
+        if isinstance(error, api.ApiDecodeError):  # its message names schema problems only
+            said = str(error)
+        else:
+            said = f"POST /v1/oauth/token answered {error.status_code}{_oauth_code(error.body)}"
+        raise type(error)(
+            said, status_code=error.status_code, body="", retry_after=error.retry_after
+        ) from None
+    problem = malformed_token(answer.access_token)
+    if problem is not None:
+        raise api.ApiDecodeError(
+            f"POST /v1/oauth/token answered {response.status_code}: the token endpoint answered "
+            f"a malformed access token ({problem}); it was not used",
+            status_code=response.status_code,
+            body="",
+        )
+    return answer
+
+
+def malformed_token(token: str) -> str | None:
+    """Why `token` cannot be sent as `Authorization: Bearer <token>`, or None when it can.
+
+    Says what is wrong without quoting the token.
+    """
+    if not token:
+        return "it is empty"
+    if not token.isascii():
+        return "it contains non-ASCII characters"
+    if any(not "!" <= char <= "~" for char in token):
+        return "it contains whitespace or control characters"
+    return None
+
+
+def _oauth_code(body: str) -> str:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    code = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(code, str) and _OAUTH_ERROR_CODE.fullmatch(code):
+        return f" ({code})"
+    return ""

@@ -7,6 +7,10 @@ bytes and sleep: a fix to a flow is a fix for both.
 
 A transport error raised by `Send` is thrown into the flow at its `yield`, so the flow decides
 what failure means (a deny, a drop, a retry).
+
+A step's `timeout` is a deadline for the whole exchange, however the platform dribbles its
+answer: both drivers send the request with a `Deadline` (see `_deadline`), and the async one
+also awaits the exchange under `within`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from ._deadline import with_deadline, within
+
 if TYPE_CHECKING:
     from ._auth import AgentTokenProvider
 
@@ -28,6 +34,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """Send `request` and read its whole answer, all of it within `timeout` seconds."""
+
     request: httpx.Request
     timeout: float
 
@@ -54,17 +62,6 @@ Flow = Generator[Step, Any, T]
 
 class TokenUnavailable(Exception):
     """No bearer token could be had (token endpoint unreachable or credentials refused)."""
-
-
-def with_timeout(request: httpx.Request, seconds: float) -> httpx.Request:
-    """httpx only applies timeouts it finds on the request; a bare `httpx.Request` has none."""
-    request.extensions["timeout"] = {
-        "connect": seconds,
-        "read": seconds,
-        "write": seconds,
-        "pool": seconds,
-    }
-    return request
 
 
 def authed(
@@ -107,7 +104,7 @@ def run_sync(
         value, error = None, None
         try:
             if isinstance(step, Send):
-                value = send(with_timeout(step.request, step.timeout))
+                value = send(with_deadline(step.request, step.timeout))
             elif isinstance(step, Sleep):
                 sleep(step.seconds)
             else:
@@ -128,16 +125,26 @@ async def run_async(flow: Flow[T], http: httpx.AsyncClient, tokens: AgentTokenPr
         value, error = None, None
         try:
             if isinstance(step, Send):
-                value = await http.send(with_timeout(step.request, step.timeout))
-                await value.aread()
+                request = with_deadline(step.request, step.timeout)
+                value = await within(step.timeout, _exchange(http, request))
             elif isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
             elif tokens is not None and step.stale is None and (cached := tokens.cached()):
                 value = cached
             else:
-                value = await asyncio.to_thread(_token_sync, tokens, step)
+                value = await within(step.timeout, asyncio.to_thread(_token_sync, tokens, step))
         except Exception as exc:  # noqa: BLE001 - the flow decides what a failure means
             error = exc
+
+
+async def _exchange(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """The request sent and its answer read to the end: one unit for `within` to bound."""
+    response = await http.send(request)
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    return response
 
 
 def _token_sync(tokens: AgentTokenProvider | None, step: GetToken) -> str:
