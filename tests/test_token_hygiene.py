@@ -237,16 +237,9 @@ def test_an_echoing_401_turns_the_provider_off_and_logs_no_secret(
     assert any("refused client_id 'key_demo'" in line for line in logged(caplog))
 
 
-# --- left to the central scrubber ------------------------------------------------------------
+# --- the HTTP stack's own log records ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpcore's DEBUG trace (logger httpcore.http11) logs every response header: a "
-    "platform or proxy that echoes the request's Authorization header puts the token in a log "
-    "record that the tracengent logger's filter never sees. Needs the central scrubber's "
-    "filter on httpx's and httpcore's loggers; remove this marker then.",
-)
 def test_a_response_header_echoing_the_token_is_not_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -23,6 +23,7 @@ from ._authorization import (
     ensure_flow,
 )
 from ._core import ClientCore, ClientSurface
+from ._deadline import bound_by_deadlines
 from ._delegation import AsyncDelegatedSession
 from ._flow import Flow, run_async
 from ._options import TracengentOptions
@@ -51,7 +52,9 @@ class AsyncTracengentClient(ClientSurface):
         shared = self._core.connection.transport  # the embedded platform serves both sides
         if transport is None and isinstance(shared, httpx.AsyncBaseTransport):
             transport = shared
-        self._http = httpx.AsyncClient(transport=transport, timeout=options.request_timeout_s)
+        self._http = bound_by_deadlines(  # a deadline bounds the whole exchange
+            httpx.AsyncClient(transport=transport, timeout=options.request_timeout_s)
+        )
 
     async def flush(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> bool:
         return await asyncio.to_thread(self._core.dispatcher.flush, timeout)

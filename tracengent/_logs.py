@@ -10,7 +10,20 @@ from collections.abc import Callable
 from ._scrub import install_log_filter
 
 logger = logging.getLogger("tracengent")
-install_log_filter(logger)  # no record of this logger reaches a handler with a secret in it
+# No record of these loggers reaches a handler with a secret in it: the SDK's own, and those of
+# the HTTP stack it drives, whose DEBUG traces quote request and response headers (a platform or
+# proxy that echoes Authorization back would otherwise put the token in the application's logs).
+# A filter applies only to its own logger's records, so each one is named.
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+for _name in ("tracengent", *_HTTP_LOGGERS):
+    install_log_filter(logging.getLogger(_name))
 
 
 class RateLimitedLog:
