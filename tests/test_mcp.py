@@ -28,8 +28,8 @@ from tracengent import (
     TracengentClient,
     TracengentOptions,
 )
+from tracengent._context import AmbientTrace
 from tracengent._observe import Decision, Observer
-from tracengent._trace import _TraceBase
 from tracengent.integrations.mcp import GovernedSession, governed_session
 from tracengent.testing import PlatformRecorder
 
@@ -359,7 +359,7 @@ class StepLog(Observer):
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
 
-    def step_started(self, trace: _TraceBase, kind: str, name: str) -> Any:
+    def step_started(self, trace: AmbientTrace, kind: str, name: str) -> Any:
         self.calls.append(("started", kind, name))
         return name
 

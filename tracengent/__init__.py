@@ -54,6 +54,9 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re
         async_governed_client as async_governed_client,
         governed_client as governed_client,
     )
+    from ._observe import (
+        Observer as Observer,
+    )
     from ._options import (
         TracengentOptions as TracengentOptions,
     )
@@ -76,6 +79,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re
     from ._trace import (
         AgentTrace as AgentTrace,
         AsyncAgentTrace as AsyncAgentTrace,
+        Trace as Trace,
         current_trace as current_trace,
     )
     from ._tracking import (
@@ -107,6 +111,8 @@ _EXPORTS = {
     "MASK_TOKEN": "._redaction",
     "Money": "._events",
     "NotAuthorizedException": "._errors",
+    "Observer": "._observe",
+    "Trace": "._trace",
     "Redaction": "._redaction",
     "ToolDecision": "._tools",
     "ToolDeniedException": "._errors",

@@ -87,7 +87,7 @@ class AsyncTracengentClient(ClientSurface):
     @functools.cached_property
     def tools(self) -> AsyncToolGate:
         """The gate for MCP tool calls and LLM function calls, as coroutines."""
-        return AsyncToolGate(self, self._core)
+        return AsyncToolGate(self._core, self._run)
 
     def begin_delegated_task(self, delegated_token: str) -> AsyncDelegatedSession:
         """Act under a delegated token received out of band (or attenuated from a parent)."""

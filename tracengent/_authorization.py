@@ -19,14 +19,14 @@ import httpx
 import tracengent_api as api
 from pydantic import ValidationError
 
+from ._context import ambient_trace
 from ._errors import NotAuthorizedException
 from ._events import Number
 from ._flow import Flow, Sleep, TokenUnavailable, authed
 from ._observe import observe_decision
-from ._trace import current_trace
 
 if TYPE_CHECKING:
-    from ._core import ClientCore
+    from ._runtime import FlowContext
 
 
 @dataclass
@@ -205,7 +205,7 @@ def _non_finite_at(value: object, path: str, depth: int = 0) -> str | None:
 
 
 def call_platform(
-    core: ClientCore,
+    core: FlowContext,
     build: Callable[..., httpx.Request],
     bearer: str | None = None,
     timeout: float | None = None,
@@ -237,14 +237,14 @@ def failure(what: str, error: Exception) -> str:
 
 
 def authorize_flow(
-    core: ClientCore,
+    core: FlowContext,
     permission: str,
     context: Mapping[str, Any] | None,
     bearer: str | None = None,
 ) -> Flow[AuthDecision]:
     """Ask once and hold the answer to its own obligations (an allow over its maxAmount is a
     deny); the ambient trace's id goes along so the decision is stored with its trace."""
-    trace = current_trace()
+    trace = ambient_trace()
     trace_id = trace.trace_id if trace is not None else None
     decision: AuthDecision
     if (problem := context_problem(context)) is not None:
@@ -270,7 +270,7 @@ def authorize_flow(
     return _decided(core, permission, enforce_obligations(decision, context))
 
 
-def _decided(core: ClientCore, permission: str, decision: AuthDecision) -> AuthDecision:
+def _decided(core: FlowContext, permission: str, decision: AuthDecision) -> AuthDecision:
     """The decision as the agent sees it: its reason scrubbed, the observer told."""
     decision.reason = core.scrub(decision.reason)
     observe_decision(core, "authorize", permission, decision)
@@ -278,7 +278,7 @@ def _decided(core: ClientCore, permission: str, decision: AuthDecision) -> AuthD
 
 
 def approval_flow(
-    core: ClientCore,
+    core: FlowContext,
     approval_id: str,
     timeout: float | None = None,
     poll_interval: float | None = None,
@@ -322,7 +322,7 @@ def _approval_refusal(status: str, approval: str, timeout: float, deadline: floa
 
 
 def ensure_flow(
-    core: ClientCore,
+    core: FlowContext,
     permission: str,
     context: Mapping[str, Any] | None,
     bearer: str | None = None,
@@ -343,10 +343,6 @@ def ensure_flow(
 
 def _bind_redactions(obligations: AuthObligations | None) -> None:
     """redactFields bind the rest of the trace: the tool gates apply them to what they forward."""
-    trace = current_trace()
-    if trace is None or obligations is None or not obligations.redact_fields:
-        return
-    known = trace._obligation_redactions
-    trace._obligation_redactions = known + tuple(
-        f for f in obligations.redact_fields if f not in known
-    )
+    trace = ambient_trace()
+    if trace is not None and obligations is not None and obligations.redact_fields:
+        trace.bind_redactions(obligations.redact_fields)

@@ -72,7 +72,7 @@ class TracengentClient(ClientSurface):
     @functools.cached_property
     def tools(self) -> ToolGate:
         """The gate for MCP tool calls and LLM function calls."""
-        return ToolGate(self, self._core)
+        return ToolGate(self._core)
 
     def begin_delegated_task(self, delegated_token: str) -> DelegatedSession:
         """Act under a delegated token received out of band (or attenuated from a parent)."""

@@ -44,6 +44,10 @@ class ClientCore:
         token = tokens.cached() if tokens is not None else None
         return (self.options.client_secret, self.options.ingest_key, token)
 
+    def remember_secret(self, secret: str) -> None:
+        """A secret this client holds from now on (a delegated token): scrubbed everywhere."""
+        self.scrubber.add(secret)
+
     def scrub(self, text: object) -> str:
         """`text` without this client's secrets or anything shaped like a credential."""
         return self.scrubber.text(text)
@@ -86,6 +90,20 @@ class ClientSurface:
     def dropped_count(self) -> int:
         """Events that will never be delivered (queue full, rejected, undeliverable, after close…)."""
         return self._core.dispatcher.dropped_count
+
+    @property
+    def observer(self) -> Observer | None:
+        """The observer installed on this client (an instrumentation), or None."""
+        return self._core.observer
+
+    def set_observer(self, observer: Observer | None) -> Observer | None:
+        """Install `observer` (None: remove it); returns the one it replaces.
+
+        An observer sees the client's traces, steps, decisions and recorded events as they
+        happen, on the caller's thread (see `tracengent.Observer`); one at a time per client.
+        """
+        previous, self._core.observer = self._core.observer, observer
+        return previous
 
     def record(self, event: AgentEvent) -> None:
         """Queue an event for delivery; fills agent id, event id, timestamp and tags.

@@ -25,7 +25,7 @@ from ._jsonsafe import to_jsonable
 from ._permissions import TokenClaims, any_permission_matches, read_claims
 
 if TYPE_CHECKING:
-    from ._core import ClientCore
+    from ._runtime import Runtime
 
 
 def _denied(reason: str) -> Flow[AuthDecision]:
@@ -34,7 +34,7 @@ def _denied(reason: str) -> Flow[AuthDecision]:
 
 
 class _SessionBase:
-    def __init__(self, core: ClientCore, delegated_token: str) -> None:
+    def __init__(self, core: Runtime, delegated_token: str) -> None:
         self._core = core
         token = delegated_token.strip() if isinstance(delegated_token, str) else ""
         # A token that cannot travel in a header (and whose refusal by the HTTP library would
@@ -46,7 +46,7 @@ class _SessionBase:
         )
         #: The delegated bearer token this session acts under.
         self.token = token
-        core.scrubber.add(token)  # it is a secret of this client's from now on
+        core.remember_secret(token)  # it is a secret of this client's from now on
         self._claims = (None if self._unusable else read_claims(token)) or TokenClaims()
         #: The grant this token was minted from.
         self.grant_id = self._claims.grant_id
@@ -215,7 +215,7 @@ class AsyncDelegatedSession(_SessionBase):
     """Acting under a delegated token, with the async client."""
 
     def __init__(
-        self, core: ClientCore, delegated_token: str, run: Callable[[Flow[Any]], Awaitable[Any]]
+        self, core: Runtime, delegated_token: str, run: Callable[[Flow[Any]], Awaitable[Any]]
     ) -> None:
         super().__init__(core, delegated_token)
         self._run = run

@@ -27,7 +27,7 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import httpx
 import tracengent_api as api
@@ -49,9 +49,27 @@ from ._tools import (
 from ._tracking import record_in_trace, safe_url
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncTracengentClient
-    from ._client import TracengentClient
-    from ._core import ClientCore
+    from ._flow import Flow
+    from ._runtime import RecordingContext
+
+
+class _SyncClient(Protocol):
+    """What the sync gate uses of a `TracengentClient`: its flow context and its driver."""
+
+    @property
+    def _core(self) -> RecordingContext: ...
+
+    def _run(self, flow: Flow[T]) -> T: ...
+
+
+class _AsyncClient(Protocol):
+    """What the async gate uses of an `AsyncTracengentClient`."""
+
+    @property
+    def _core(self) -> RecordingContext: ...
+
+    async def _run(self, flow: Flow[T]) -> T: ...
+
 
 #: Request extensions that do not change where a request goes or what it carries.
 _HARMLESS_EXTENSIONS: Final = frozenset({"timeout", "trace"})
@@ -117,7 +135,9 @@ def describe(request: httpx.Request, content: bytes | None) -> Outgoing:
     return Outgoing(request, asked, body, query, query_problem, refusal)
 
 
-def forwardable(outgoing: Outgoing, decision: ToolDecision, core: ClientCore) -> httpx.Request:
+def forwardable(
+    outgoing: Outgoing, decision: ToolDecision, core: RecordingContext
+) -> httpx.Request:
     """The request to send: raises unless allowed and checkable; redacted as the decision says."""
     request = outgoing.request
     if decision.ungoverned:
@@ -157,14 +177,14 @@ def forwardable(outgoing: Outgoing, decision: ToolDecision, core: ClientCore) ->
     )
 
 
-def refuse(core: ClientCore, outgoing: Outgoing) -> None:
+def refuse(core: RecordingContext, outgoing: Outgoing) -> None:
     """Raise when the request would go elsewhere than it says (before the platform is asked)."""
     if outgoing.refusal is not None:
         raise _denied(core, outgoing, outgoing.refusal, None)
 
 
 def _denied(
-    core: ClientCore, outgoing: Outgoing, reason: str, decision: ToolDecision | None
+    core: RecordingContext, outgoing: Outgoing, reason: str, decision: ToolDecision | None
 ) -> ToolDeniedException:
     denial = ToolDecision.deny(reason)
     if decision is not None:
@@ -277,7 +297,9 @@ def _redacted_url(url: httpx.URL, query: Tree | None, rules: list[Redaction]) ->
     return None if redacted is None else url.copy_with(query=encode_form(redacted).encode("ascii"))
 
 
-def _note_ungoverned(request: httpx.Request, decision: ToolDecision, core: ClientCore) -> None:
+def _note_ungoverned(
+    request: httpx.Request, decision: ToolDecision, core: RecordingContext
+) -> None:
     logger.warning(
         "Tracengent: %s %s%s went out ungoverned (tool_governance_fail_open): %s",
         request.method,
@@ -382,7 +404,7 @@ class GatewayTransport(httpx.BaseTransport):
     arguments and keeps the gate outermost.
     """
 
-    def __init__(self, client: TracengentClient, inner: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, client: _SyncClient, inner: httpx.BaseTransport | None = None) -> None:
         self._client = client
         self._inner = inner or httpx.HTTPTransport()
 
@@ -404,9 +426,7 @@ class GatewayTransport(httpx.BaseTransport):
 class AsyncGatewayTransport(httpx.AsyncBaseTransport):
     """The async twin of `GatewayTransport`."""
 
-    def __init__(
-        self, client: AsyncTracengentClient, inner: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, client: _AsyncClient, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = client
         self._inner = inner or httpx.AsyncHTTPTransport()
 
@@ -478,7 +498,7 @@ def _gated_arguments(
 
 
 def governed_client(
-    client: TracengentClient, *, inner: httpx.BaseTransport | None = None, **httpx_kwargs: Any
+    client: _SyncClient, *, inner: httpx.BaseTransport | None = None, **httpx_kwargs: Any
 ) -> httpx.Client:
     """An `httpx.Client` whose every request (and redirect hop) is authorized first.
 
@@ -497,7 +517,7 @@ def governed_client(
 
 
 def async_governed_client(
-    client: AsyncTracengentClient,
+    client: _AsyncClient,
     *,
     inner: httpx.AsyncBaseTransport | None = None,
     **httpx_kwargs: Any,

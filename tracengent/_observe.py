@@ -1,6 +1,6 @@
 """The hook an instrumentation (OpenTelemetry, …) uses to see a client's traces as they happen.
 
-A client has no observer unless one is installed (`ClientCore.observer`), and every call site
+A client has no observer unless one is installed (`client.set_observer`), and every call site
 checks for None first, so an uninstrumented client pays one attribute read. Observers are called on
 the caller's thread and in its context (the right span is current), and they are never allowed to
 break the agent: whatever one raises is swallowed by `notify`.
@@ -13,9 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._core import ClientCore
+    from ._context import AmbientTrace
     from ._events import AgentEvent
-    from ._trace import _TraceBase
 
 _log = logging.getLogger("tracengent")
 
@@ -23,13 +22,13 @@ _log = logging.getLogger("tracengent")
 class Observer:
     """No-op base: an instrumentation overrides what it needs. Methods must be cheap."""
 
-    def trace_opened(self, trace: _TraceBase) -> None:
+    def trace_opened(self, trace: AmbientTrace) -> None:
         """A trace became current (its `with` block starts)."""
 
-    def trace_closed(self, trace: _TraceBase, failed: bool, summary: str | None) -> None:
+    def trace_closed(self, trace: AmbientTrace, failed: bool, summary: str | None) -> None:
         """A trace closed with its final status and summary."""
 
-    def step_started(self, trace: _TraceBase, kind: str, name: str) -> Any:
+    def step_started(self, trace: AmbientTrace, kind: str, name: str) -> Any:
         """A tracked step (tool call, LLM call, action) starts; the result is passed back to
         `step_finished`. Called before any authorization the step needs, so decisions taken for
         the step are observed inside it."""
@@ -63,7 +62,14 @@ class Decision(Protocol):
     def approval_id(self) -> str | None: ...
 
 
-def observe_decision(core: ClientCore, kind: str, subject: str, decision: Decision) -> None:
+class Observed(Protocol):
+    """Whatever has an observer slot (a client's core)."""
+
+    @property
+    def observer(self) -> Observer | None: ...
+
+
+def observe_decision(core: Observed, kind: str, subject: str, decision: Decision) -> None:
     """Tell the client's observer, if it has one, of a decision just taken."""
     if core.observer is not None:
         notify(core.observer.decision, kind, subject, decision)

@@ -25,9 +25,7 @@ from ._tools import (
 )
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncTracengentClient
-    from ._client import TracengentClient
-    from ._core import ClientCore
+    from ._runtime import FlowContext, Runtime
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,7 +73,7 @@ class _Asked:
 
 
 def _decide(
-    core: ClientCore, transport: api.Transport, name: str, asked: _Asked
+    core: FlowContext, transport: api.Transport, name: str, asked: _Asked
 ) -> Flow[ToolDecision]:
     """Ask about the call, or deny it unasked when its arguments cannot be shown as JSON."""
     if asked.problem is not None:
@@ -133,7 +131,7 @@ def _call_with(fn: Callable[..., T], signature: inspect.Signature, arguments: An
 
 
 class _GateBase:
-    _core: ClientCore
+    _core: Runtime
 
     def _authorize_sync(
         self, transport: api.Transport, name: str, arguments: Any
@@ -145,8 +143,7 @@ class _GateBase:
 class ToolGate(_GateBase):
     """`client.tools` of the sync client."""
 
-    def __init__(self, client: TracengentClient, core: ClientCore) -> None:
-        self._client = client
+    def __init__(self, core: Runtime) -> None:
         self._core = core
 
     def authorize_mcp(self, tool_name: str, arguments: Any = None) -> ToolGuardResult:
@@ -185,15 +182,16 @@ class ToolGate(_GateBase):
 class AsyncToolGate(_GateBase):
     """`client.tools` of the async client: the same methods as coroutines."""
 
-    def __init__(self, client: AsyncTracengentClient, core: ClientCore) -> None:
-        self._client = client
+    def __init__(self, core: Runtime, run: Callable[[Flow[Any]], Awaitable[Any]]) -> None:
         self._core = core
+        self._run = run  # the async client's driver
 
     async def _authorize(
         self, transport: api.Transport, name: str, arguments: Any
     ) -> ToolGuardResult:
         asked = arguments if isinstance(arguments, _Asked) else _Asked.of(arguments)
-        return _guarded(await self._client._run(_decide(self._core, transport, name, asked)), asked)
+        decision: ToolDecision = await self._run(_decide(self._core, transport, name, asked))
+        return _guarded(decision, asked)
 
     async def authorize_mcp(self, tool_name: str, arguments: Any = None) -> ToolGuardResult:
         return await self._authorize(api.Transport.MCP, tool_name, arguments)

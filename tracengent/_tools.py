@@ -18,14 +18,14 @@ import tracengent_api as api
 from pydantic import ValidationError
 
 from ._authorization import _text, call_platform, failure
+from ._context import ambient_trace
 from ._errors import ToolDeniedException, ToolPendingApprovalException
 from ._flow import Flow, TokenUnavailable
 from ._observe import observe_decision
 from ._redaction import Redaction
-from ._trace import current_trace
 
 if TYPE_CHECKING:
-    from ._core import ClientCore
+    from ._runtime import FlowContext
 
 
 @dataclass
@@ -109,14 +109,14 @@ def raise_unless_allowed(decision: ToolDecision) -> None:
 def redactions_for(decision: ToolDecision) -> list[Redaction]:
     """The decision's redactions plus the redactFields obligations of the current trace."""
     rules = list(decision.redactions or ())
-    trace = current_trace()
+    trace = ambient_trace()
     if trace is not None:
-        rules += [Redaction(path, "remove") for path in trace._obligation_redactions]
+        rules += [Redaction(path, "remove") for path in trace.obligation_redactions]
     return rules
 
 
 def tool_authorize_flow(
-    core: ClientCore, request: api.ToolAuthorizeRequest, *, fail_open: bool = False
+    core: FlowContext, request: api.ToolAuthorizeRequest, *, fail_open: bool = False
 ) -> Flow[ToolDecision]:
     """Ask the platform about one tool call; the ambient trace's id goes along.
 
@@ -124,7 +124,7 @@ def tool_authorize_flow(
     timed out, 5xx, 429): a refusal of the agent's credentials, or any other answer, is a
     decision, and it is a deny.
     """
-    trace = current_trace()
+    trace = ambient_trace()
     if trace is not None:
         request.trace_id = trace.trace_id
     subject = request.tool_name or request.function_name or f"{request.method} {request.host}"
@@ -156,7 +156,7 @@ def _is_outage(error: Exception) -> bool:
     return isinstance(error, httpx.TransportError)
 
 
-def decided(core: ClientCore, subject: str, decision: ToolDecision) -> ToolDecision:
+def decided(core: FlowContext, subject: str, decision: ToolDecision) -> ToolDecision:
     """The decision as the agent sees it: its reason scrubbed, the observer told."""
     decision.reason = core.scrub(decision.reason)
     observe_decision(core, "tool", subject, decision)

@@ -9,14 +9,14 @@ waits on the network: its Close op goes through the dispatcher's queue after its
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import time_ns as _time_ns
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
+from ._context import ambient_trace, enter_trace, leave_trace
 from ._encode import encode_object, trace_close_object
 from ._events import (
     Actor,
@@ -34,20 +34,31 @@ from ._flow import resolve
 from ._observe import Observer, notify
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncTracengentClient
-    from ._client import TracengentClient
-    from ._core import ClientCore
+    from ._runtime import Recorder
+
+
+class _Authorizes(Protocol):
+    """The sync client, as a trace's LLM calls use it: to reserve token budget first."""
+
+    def ensure_authorized(
+        self, permission: str, context: Mapping[str, Any] | None = None
+    ) -> Any: ...
+
+
+class _AuthorizesAsync(Protocol):
+    """The async client, as a trace's LLM calls use it."""
+
+    async def ensure_authorized(
+        self, permission: str, context: Mapping[str, Any] | None = None
+    ) -> Any: ...
+
 
 T = TypeVar("T")
-_Trace = TypeVar("_Trace", bound="_TraceBase")
+_Trace = TypeVar("_Trace", bound="Trace")
 _FAILED = frozenset({EventStatuses.FAILURE, "failed"})
 
 #: an observer and what its step_started returned
 _Step = tuple[Observer, Any]
-
-_current: contextvars.ContextVar[_TraceBase | None] = contextvars.ContextVar(
-    "tracengent_current_trace", default=None
-)
 
 
 def _describe(error: BaseException) -> str:
@@ -67,20 +78,21 @@ def _reserves(estimated_tokens: object) -> bool:
     )
 
 
-def current_trace() -> _TraceBase | None:
+def current_trace() -> Trace | None:
     """The trace open in the current context, if any.
 
     A trace closed from another thread or context cannot unset itself there, so a closed trace
     is simply never current.
     """
-    trace = _current.get()
-    return None if trace is None or trace._closed else trace
+    trace = ambient_trace()
+    return trace if isinstance(trace, Trace) else None
 
 
-class _TraceBase:
-    """Event building and lifecycle shared by the sync and the async trace."""
+class Trace:
+    """A decision trace: what `AgentTrace` (sync) and `AsyncAgentTrace` share, and the type
+    `current_trace()` returns. Its id, root request, steps, completion and close."""
 
-    def __init__(self, core: ClientCore, root_request: str, actor_user_id: str | None) -> None:
+    def __init__(self, core: Recorder, root_request: str, actor_user_id: str | None) -> None:
         self._core = core
         self.trace_id = new_id("trc")
         self.root_request = root_request
@@ -92,9 +104,26 @@ class _TraceBase:
         self._closed = False
         #: redactFields of decisions taken in this trace; the tool gates apply them too
         self._obligation_redactions: tuple[str, ...] = ()
-        self._context_token = _current.set(self)
+        self._context_token = enter_trace(self)
         if core.observer is not None:
             notify(core.observer.trace_opened, self)
+
+    @property
+    def closed(self) -> bool:
+        """True once the trace is closed (its Close op queued); a closed trace is never current."""
+        return self._closed
+
+    @property
+    def obligation_redactions(self) -> tuple[str, ...]:
+        """redactFields of decisions taken in this trace; the tool gates apply them too."""
+        return self._obligation_redactions
+
+    def bind_redactions(self, paths: Iterable[str]) -> None:
+        """Bind redaction obligations for the rest of the trace (each path once)."""
+        known = self._obligation_redactions
+        self._obligation_redactions = known + tuple(
+            dict.fromkeys(p for p in paths if p not in known)
+        )
 
     # --- recording ------------------------------------------------------------------------
 
@@ -229,7 +258,7 @@ class _TraceBase:
         failed = self._status in _FAILED
         if self._core.observer is not None:
             notify(self._core.observer.trace_closed, self, failed, self._summary)
-        self._leave_context()
+        leave_trace(self, self._context_token)
         with contextlib.suppress(Exception):  # closing a trace never raises into the agent
             self._core.dispatcher.enqueue_trace_close(
                 trace_close_object(
@@ -241,14 +270,6 @@ class _TraceBase:
                     summary=self._summary,
                 )
             )
-
-    def _leave_context(self) -> None:
-        if _current.get() is not self:
-            return
-        try:
-            _current.reset(self._context_token)
-        except ValueError:  # closed from another context than the one that opened it
-            _current.set(self._context_token.old_value or None)
 
     def _exit(self, failed: bool) -> None:
         if failed and self._status not in _FAILED:
@@ -267,13 +288,13 @@ class _TraceBase:
         self._exit(exc_type is not None)
 
 
-class AgentTrace(_TraceBase):
+class AgentTrace(Trace):
     """A decision trace of the sync client; use it as a context manager."""
 
     def __init__(
         self,
-        client: TracengentClient,
-        core: ClientCore,
+        client: _Authorizes,
+        core: Recorder,
         root_request: str,
         actor_user_id: str | None,
     ) -> None:
@@ -332,13 +353,13 @@ class AgentTrace(_TraceBase):
         return result
 
 
-class AsyncAgentTrace(_TraceBase):
+class AsyncAgentTrace(Trace):
     """A decision trace of the async client; `async with`, and `await` its `track_*` methods."""
 
     def __init__(
         self,
-        client: AsyncTracengentClient,
-        core: ClientCore,
+        client: _AuthorizesAsync,
+        core: Recorder,
         root_request: str,
         actor_user_id: str | None,
     ) -> None:

@@ -12,10 +12,10 @@ from typing import Any, Protocol
 
 import httpx
 
+from ._context import ambient_trace
 from ._credentials import is_credential_header
 from ._events import AgentEvent, EventStatuses, EventTypes
 from ._scrub import Scrubber
-from ._trace import current_trace
 
 _Scrub = Callable[[object, Iterable[str]], str]
 _ANONYMOUS = Scrubber()  # for a recorder that is no client: credential shapes only
@@ -73,7 +73,7 @@ def tool_call_event(
 
 def record_in_trace(client: _Recorder, event: AgentEvent) -> None:
     """Into the current trace when there is one (parent chain, trace id), else as a plain event."""
-    trace = current_trace()
+    trace = ambient_trace()
     if trace is not None:
         trace.record(event)
     else:

@@ -45,7 +45,7 @@ from .._client import TracengentClient
 from .._events import AgentEvent, EventStatuses, EventTypes
 from .._jsonsafe import to_jsonable
 from .._tools import ToolGuardResult, raise_unless_allowed
-from .._trace import _Step, _TraceBase, current_trace
+from .._trace import Trace, _Step, current_trace
 
 __all__ = ["GovernedSession", "McpToolError", "ToolSession", "governed_session"]
 
@@ -114,7 +114,7 @@ class GovernedSession(Generic[R]):
 
     def _record(
         self,
-        trace: _TraceBase | None,
+        trace: Trace | None,
         step: _Step | None,
         name: str,
         started: float,

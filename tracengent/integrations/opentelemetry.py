@@ -51,7 +51,7 @@ from ._otel_spans import (
 )
 
 if TYPE_CHECKING:
-    from .._trace import _TraceBase
+    from .._context import AmbientTrace
 
 __all__ = ["OpenTelemetryInstrumentation", "instrument_opentelemetry"]
 
@@ -70,7 +70,7 @@ def instrument_opentelemetry(
             f"instrument_opentelemetry takes a TracengentClient or an AsyncTracengentClient, "
             f"not {type(client).__name__}"
         )
-    installed = client._core.observer
+    installed = client.observer
     if isinstance(installed, _SpanObserver):
         if installed.owner.tracer_provider is tracer_provider:
             return installed.owner
@@ -91,17 +91,16 @@ class OpenTelemetryInstrumentation:
         self.tracer_provider = tracer_provider
         tracer = otel_trace.get_tracer("tracengent", __version__, tracer_provider=tracer_provider)
         self._observer = _SpanObserver(self, tracer, client.options.agent_id)
-        client._core.observer = self._observer
+        client.set_observer(self._observer)
 
     @property
     def instrumented(self) -> bool:
-        return self.client._core.observer is self._observer
+        return self.client.observer is self._observer
 
     def uninstrument(self) -> None:
         """Stop mirroring; the spans of traces still open end now. Idempotent."""
-        core = self.client._core
-        if core.observer is self._observer:  # a newer instrumentation is not ours to remove
-            core.observer = None
+        if self.client.observer is self._observer:  # a newer one is not ours to remove
+            self.client.set_observer(None)
         self._observer.end_open_traces()
 
 
@@ -127,7 +126,7 @@ class _SpanObserver(Observer):
         self._tracer = tracer
         self._agent_id = agent_id
         self._lock = threading.Lock()
-        self._open: weakref.WeakKeyDictionary[_TraceBase, _Trace] = weakref.WeakKeyDictionary()
+        self._open: weakref.WeakKeyDictionary[AmbientTrace, _Trace] = weakref.WeakKeyDictionary()
         #: trace spans closed away from the context they are current in; there, their parent counts
         self._stranded: weakref.WeakKeyDictionary[Span, Context] = weakref.WeakKeyDictionary()
 
@@ -152,7 +151,7 @@ class _SpanObserver(Observer):
 
     # --- traces ---------------------------------------------------------------------------
 
-    def trace_opened(self, trace: _TraceBase) -> None:
+    def trace_opened(self, trace: AmbientTrace) -> None:
         parent = self._current()
         span = self._tracer.start_span(
             f"invoke_agent {self._agent_id}",
@@ -164,7 +163,7 @@ class _SpanObserver(Observer):
         with self._lock:
             self._open[trace] = _Trace(span, parent, token)
 
-    def trace_closed(self, trace: _TraceBase, failed: bool, summary: str | None) -> None:
+    def trace_closed(self, trace: AmbientTrace, failed: bool, summary: str | None) -> None:
         with self._lock:
             state = self._open.pop(trace, None)
         if state is None:
@@ -203,7 +202,7 @@ class _SpanObserver(Observer):
 
     # --- steps ----------------------------------------------------------------------------
 
-    def step_started(self, trace: _TraceBase, kind: str, name: str) -> _Step:
+    def step_started(self, trace: AmbientTrace, kind: str, name: str) -> _Step:
         context = self._current()
         with self._lock:
             state = self._open.get(trace)
