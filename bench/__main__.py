@@ -4,10 +4,11 @@
                     [--only W1,W4,baselines]
 
 The orchestrator never imports an SDK: it starts the loopback ingest sink (a process of its
-own), then runs each workload in a fresh process of the SDK's interpreter (`_workloads.py` run by
-path) and collects what it prints. ``--sdk 0.1.0`` and ``--compare`` use a side virtualenv,
-``.bench-venv-0.1.0/``, created once with the published tracengent 0.1.0 and the same httpx,
-pydantic and opentelemetry-sdk versions as this one. ``--compare`` runs every workload on both
+own), then runs each workload in a fresh process of the SDK's interpreter (`_worker.py` run by
+path; the workloads are in `workloads/`, one module a family) and collects what it prints.
+``--sdk 0.1.0`` and ``--compare`` use a side virtualenv, ``.bench-venv-0.1.0/``, created once
+with the published tracengent 0.1.0 and the same httpx, pydantic and opentelemetry-sdk versions
+as this one. ``--compare`` runs every workload on both
 SDKs back to back and prints current/0.1.0 ratios.
 
 Exit status: 0 when every workload ran (whether or not it met its target), 1 when one failed to
@@ -32,10 +33,10 @@ from typing import Any
 
 from . import _report
 from ._sink import SinkProcess
-from ._workloads import w6_imports
+from .workloads.imports import w6_imports
 
 REPO = Path(__file__).resolve().parent.parent
-WORKER = REPO / "bench" / "_workloads.py"
+WORKER = REPO / "bench" / "_worker.py"
 SIDE_VENV = REPO / ".bench-venv-0.1.0"
 PUBLISHED = "0.1.0"
 
@@ -84,7 +85,7 @@ machine: for reference only. Per-event and per-call times are means over the who
 every event; memory is the growth of the process's peak RSS during the workload (fresh process,
 high-water mark reset first), bounded by 1.5× what the queue can hold (measured per event with
 tracemalloc) + 16 MB; W1/W2/W3 give the queue room for every event, W4 uses the default queue
-(10,000) and W7 one of 1,000,000. Details: `bench/_workloads.py`."""
+(10,000) and W7 one of 1,000,000. Details: `bench/workloads/`."""
 
 
 @dataclass
