@@ -1,20 +1,38 @@
 """The background dispatcher: queue, batches, delivery and exact accounting.
 
 `record()` only appends to a bounded deque (full → drop and count; never block, never raise).
-One daemon thread per client does the rest: encode each event once, batch up to
-`max_batch_size`, gzip once, send, retry what is transient, split what is too large, and count
-every event exactly once as delivered or dropped. The async client uses the same dispatcher:
-the event loop never does telemetry I/O.
+One daemon thread per client does the rest: encode each event once (made valid, or dropped
+alone: see `_encode`), batch up to `max_batch_size`, gzip once, send, retry what is transient,
+split what is too large, re-check event by event a batch the platform refused, and count every
+event exactly once as delivered or dropped. The async client uses the same dispatcher: the event
+loop never does telemetry I/O.
 
 Markers travel through the queue with the events, so ordering is free: a trace's Close op is
 sent after the trace's events, and `flush()` waits for exactly what was queued before it.
+
+Every way out ends in the same count, recorded = delivered + dropped:
+
+* `close()` delivers within its timeout and counts the rest. A second close() at the same time
+  waits for that same delivery within its own timeout, and the HTTP client is closed once, after
+  the delivery (`Connection.hold`).
+* An event whose append lands after close() counted the queue counts itself (`_count_late`).
+* Events leave the queue one at a time under the lock and are "in flight" until counted, so a
+  close() that gives up on a request still in progress counts them exactly once.
+* The interpreter's exit closes every open client (atexit), and so does a multiprocessing
+  child's, which leaves through `os._exit` after multiprocessing's finalizers (`_hook_exit`).
+* A forked child starts with an empty queue and its own connection.
+* Nothing the dispatcher thread meets (an encoder calling user code that raises SystemExit, a
+  logging filter that fails) ends it; when no thread can start at all, record() still never
+  raises and close() delivers on the caller's thread.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gzip
 import os
+import sys
 import threading
 import time
 import weakref
@@ -22,6 +40,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import repeat, starmap
 from time import time_ns as _time_ns
 from typing import Any, Literal
 
@@ -29,7 +48,16 @@ import httpx
 import tracengent_api as api
 
 from ._auth import AgentTokenProvider
-from ._encode import EventDefaults, encode_event, encode_object, encode_step, join_batch
+from ._deadline import bound_by_deadlines
+from ._encode import (
+    EventDefaults,
+    Invalid,
+    encode_event,
+    encode_object,
+    encode_step,
+    join_batch,
+    reread,
+)
 from ._events import AgentEvent
 from ._flow import Flow, Sleep, TokenUnavailable, authed, run_sync
 from ._logs import RateLimitedLog
@@ -45,6 +73,14 @@ _MAX_BATCH_BYTES = 1 << 20  # a batch stops growing here: requests stay small fo
 # Telemetry batches repeat their keys and ids, so level 1 compresses them as well as level 6 does
 # (~40:1) at a third of the CPU.
 _GZIP_LEVEL = 1
+# The longest wait threading accepts, halved so that a deadline plus a grace period still fits.
+_MAX_WAIT_S = threading.TIMEOUT_MAX / 2
+# After a thread failed to start, record() tries again at most this often (a failed start costs
+# more than a record).
+_THREAD_RETRY_S = 1.0
+# multiprocessing runs finalizers by priority, highest first; ours runs after the others, which
+# may still record events.
+_EXIT_PRIORITY = -100
 
 
 class Outcome(Enum):
@@ -68,6 +104,7 @@ class _TraceClose:
 # an event with the time it was recorded, a queued trace step (see StepEvent), or a marker
 _Item = tuple[AgentEvent, int] | tuple[Any, ...] | _Flush | _TraceClose
 _MARKERS = (_Flush, _TraceClose)
+_EVENTS_ONLY = {tuple}  # the types of a run of queued events: (event, time) pairs and steps
 _Builder = Callable[..., httpx.Request]
 _DROP_REASON = {
     Outcome.TOO_LARGE: "oversize",
@@ -78,13 +115,21 @@ _DROP_REASON = {
 
 
 class DeliveryStats:
-    """Counts of events by fate; every recorded event ends in exactly one of them."""
+    """Counts of events by fate; every recorded event ends in exactly one of them.
+
+    Drop reasons: ``queue_full`` (recorded while the queue was full), ``closed`` (recorded after
+    close()), ``oversize`` (larger than max_event_bytes), ``unencodable`` (not an event, or its
+    encoding failed), ``invalid`` (a field nothing valid can be made of, such as a NaN amount or
+    1.5 tokens), ``rejected`` (refused by the platform), ``undeliverable`` (retries or close()'s
+    timeout ran out), ``disabled`` (the platform refused the agent's credentials).
+    """
 
     REASONS = (
         "queue_full",
         "closed",
         "oversize",
         "unencodable",
+        "invalid",
         "rejected",
         "undeliverable",
         "disabled",
@@ -97,12 +142,12 @@ class DeliveryStats:
         self.trace_closes_sent = 0
         self.trace_closes_dropped = 0
 
-    def close_sent(self, delivered: bool) -> None:
+    def close_sent(self, delivered: bool, n: int = 1) -> None:
         with self._lock:
             if delivered:
-                self.trace_closes_sent += 1
+                self.trace_closes_sent += n
             else:
-                self.trace_closes_dropped += 1
+                self.trace_closes_dropped += n
 
     def drop(self, reason: str, n: int = 1) -> None:
         with self._lock:
@@ -118,7 +163,12 @@ class DeliveryStats:
 
 
 class Connection:
-    """The sync HTTP client and token provider shared by the dispatcher and the sync client."""
+    """The sync HTTP client and token provider shared by the dispatcher and the sync client.
+
+    A close() in progress holds it (`hold`/`release`): closing it meanwhile, as a second,
+    concurrent close() of the client does once its own timeout runs out, waits until that
+    delivery is over, so the HTTP client is closed once and never under a request.
+    """
 
     def __init__(self, options: TracengentOptions, transport: httpx.BaseTransport | None) -> None:
         self.options = options
@@ -127,19 +177,44 @@ class Connection:
         self.tokens = (
             AgentTokenProvider(options, self.http) if options.uses_client_credentials else None
         )
+        self._reset_closing()
 
     def _new_http(self) -> httpx.Client:
-        return httpx.Client(transport=self.transport, timeout=self.options.request_timeout_s)
+        return bound_by_deadlines(  # a deadline bounds the whole exchange, however it dribbles
+            httpx.Client(transport=self.transport, timeout=self.options.request_timeout_s)
+        )
+
+    def _reset_closing(self) -> None:
+        self._guard = threading.Lock()
+        self._holds = 0
+        self._close_asked = False
 
     def after_fork(self) -> None:
         """The parent's sockets and locks are not ours to use: start over, keeping the token."""
         self.http = self._new_http()
+        self._reset_closing()
         if self.tokens is not None:
             old = self.tokens
             self.tokens = AgentTokenProvider(self.options, self.http)
             self.tokens._state = old._state  # a valid token stays valid in the child
 
+    def hold(self) -> None:
+        with self._guard:
+            self._holds += 1
+
+    def release(self) -> None:
+        with self._guard:
+            self._holds -= 1
+            close = self._close_asked and self._holds == 0
+        if close:
+            self.http.close()
+
     def close(self) -> None:
+        """Close the HTTP client now, or when the delivery that holds it is over. Idempotent."""
+        with self._guard:
+            self._close_asked = True
+            if self._holds:
+                return
         self.http.close()
 
 
@@ -154,21 +229,28 @@ class EventDispatcher:
         self._capacity = options.queue_capacity
         self._batch_size = options.max_batch_size
         self._interval = options.flush_interval_ms / 1000.0
-        self._log = RateLimitedLog()
         self._start_fresh()
         _LIVE.add(self)
 
     def _start_fresh(self) -> None:
         self._queue: deque[_Item] = deque()
         self.stats = DeliveryStats()
+        self._log = RateLimitedLog()  # new in a forked child: the parent's lock may be held
         self._wake = threading.Event()
         self._interrupt = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._thread_retry_at = 0.0
         self._closed = False
+        self._closing_done = threading.Event()
+        self._end = 0.0
         self._deadline: float | None = None
+        #: close() has counted what was queued and in flight: nothing is sent or counted after
+        #: but what is appended late, which counts itself
         self._abandoned = False
+        #: events (and trace closes) taken from the queue and not counted yet
         self._in_flight = 0
+        self._closes_in_flight = 0
 
     # --- caller side: never blocks, never raises ---------------------------------------------
 
@@ -184,12 +266,12 @@ class EventDispatcher:
         queue = self._queue
         if len(queue) >= self._capacity:
             self.stats.drop("queue_full")
-            self._log.warning(
-                "queue_full", "queue full (%d events); dropping events", self._capacity
-            )
+            self._warn("queue_full", "queue full (%d events); dropping events", self._capacity)
             return False
         queue.append(item)
-        if self._thread is None:
+        if self._closed:  # close() began since the check above: it may have counted the queue
+            self._count_late()
+        elif self._thread is None:
             self._start_thread()
         elif len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
@@ -203,54 +285,118 @@ class EventDispatcher:
             self.stats.close_sent(False)
             return
         self._queue.append(_TraceClose(wire))
-        if self._thread is None:
+        if self._closed:
+            self._count_late()
+        elif self._thread is None:
             self._start_thread()
+
+    def _count_late(self) -> None:
+        """Count what was appended after close() counted the queue (it counted all before)."""
+        with self._lock:
+            if self._abandoned:
+                self._drop_queued("closed")
 
     @property
     def dropped_count(self) -> int:
         return self.stats.dropped_total
 
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        with contextlib.suppress(Exception):  # the application's logging failed: telemetry goes on
+            self._log.warning(kind, message, *args)
+
     # --- lifecycle -------------------------------------------------------------------------
 
-    def _start_thread(self) -> None:
+    def _start_thread(self, *, now: bool = False) -> bool:
+        """Start the dispatcher thread unless it runs; False when none could be started (then
+        `record()` tries again at most every `_THREAD_RETRY_S`, unless `now`)."""
         with self._lock:
-            if self._thread is not None or self._closed:
-                return
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                return True
+            if self._closed or not (now or time.monotonic() >= self._thread_retry_at):
+                return False
             thread = threading.Thread(target=self._run, name="tracengent-dispatcher", daemon=True)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as error:  # a thread limit, or an interpreter shutting down
+                self._thread, self._thread_retry_at = None, time.monotonic() + _THREAD_RETRY_S
+                self._warn(
+                    "no_thread",
+                    "cannot start the dispatcher thread (%s): events wait for close()",
+                    error,
+                )
+                return False
             self._thread = thread
+        _hook_exit()
+        return True
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued before this call was delivered or dropped."""
-        if self._closed or self._thread is None:
-            return not self._queue
+        timeout = _seconds(timeout)
+        if self._closed:
+            return self._closing_done.wait(timeout)
+        thread = self._thread
+        if thread is threading.current_thread():  # user code the encoder runs: it cannot wait
+            return False  # for itself
+        if thread is None or not thread.is_alive():
+            if not self._queue:
+                return True
+            if not self._start_thread(now=True):
+                return False
         marker = _Flush()
         self._queue.append(marker)
+        if self._closed:
+            self._count_late()
         self._wake.set()
         return marker.done.wait(timeout)
 
     def close(self, timeout: float) -> None:
-        """Deliver what is queued within `timeout`; count the rest as dropped; send nothing after."""
+        """Deliver what is queued within `timeout`; count the rest as dropped; send nothing after.
+
+        A concurrent second close() waits for the first one's delivery within its own timeout.
+        """
+        timeout = _seconds(timeout)
+        if self._begin_close(timeout):
+            self._finish_close()
+        else:
+            self._closing_done.wait(timeout)
+
+    def _begin_close(self, timeout: float) -> bool:
+        """Stop taking events and start the final delivery; False if a close() began already."""
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
-            timeout = max(0.0, timeout)
-            end = time.monotonic() + timeout
-            self._deadline = end - min(_CLOSE_RESERVE_S, timeout / 10)
-            thread = self._thread
+            self._end = time.monotonic() + timeout
+            self._deadline = self._end - min(_CLOSE_RESERVE_S, timeout / 10)
+            self._connection.hold()
         self._interrupt.set()
         self._wake.set()
-        if thread is not None:
-            thread.join(max(0.0, end - time.monotonic()) + _JOIN_GRACE_S)
-        with self._lock:
+        return True
+
+    def _finish_close(self) -> None:
+        """Wait for the final delivery until the deadline, then count what is left, exactly once."""
+        thread = self._thread  # no thread starts once closed
+        try:
             if thread is not None and thread.is_alive():
-                # a request outlived its timeout: its events and the rest are ours to count now
+                if thread is not threading.current_thread():
+                    thread.join(
+                        min(max(0.0, self._end - time.monotonic()) + _JOIN_GRACE_S, _MAX_WAIT_S)
+                    )
+            elif self._queue:  # no thread could run: deliver here, on the caller's thread
+                self._drain()
+        finally:
+            with self._lock:
+                # A thread still alive is in a request that outlived its timeout: what it holds
+                # and what is left are counted here, and it sends and counts nothing more.
                 self._abandoned = True
                 self.stats.drop("undeliverable", self._in_flight)
-                self._in_flight = 0
-            self._drop_queued()
-        _LIVE.discard(self)
+                self.stats.close_sent(False, self._closes_in_flight)
+                self._in_flight = self._closes_in_flight = 0
+                self._drop_queued("undeliverable")
+            self._connection.release()
+            self._closing_done.set()
+            _LIVE.discard(self)
 
     def after_fork_in_child(self) -> None:
         """The child starts empty: the parent's queue is the parent's to deliver."""
@@ -262,101 +408,171 @@ class EventDispatcher:
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
-            self._drain()
+            try:
+                self._drain()
+            except BaseException as error:  # noqa: BLE001 - nothing may end this thread
+                self._lose_in_flight(error)
             if self._closed:
                 return
+
+    def _lose_in_flight(self, error: BaseException) -> None:
+        """Something unforeseen failed mid-batch: count what it held, and go on."""
+        with self._lock:
+            if not self._abandoned:
+                self.stats.drop("undeliverable", self._in_flight)
+                self.stats.close_sent(False, self._closes_in_flight)
+                self._in_flight = self._closes_in_flight = 0
+        self._warn("internal", "lost a batch to an unexpected %s", type(error).__name__)
 
     def _drain(self) -> None:
         while self._queue and not self._abandoned:
             if self._past_deadline():
                 with self._lock:
-                    self._drop_queued()
+                    if not self._abandoned:
+                        self._drop_queued("undeliverable")
                 return
             batch = self._take_batch()
             if batch:
                 self._send_events(batch)
             self._handle_marker()
 
+    def _take_events(self) -> list[Any]:
+        """Up to a batch of events from the front of the queue (none past a marker), now in
+        flight: taken in one C-level pass under the lock, so close() counts each exactly once."""
+        with self._lock:
+            queue = self._queue
+            if self._abandoned or not queue:
+                return []
+            taken = list(starmap(queue.popleft, repeat((), min(self._batch_size, len(queue)))))
+            if set(map(type, taken)) != _EVENTS_ONLY:  # a marker: it and what follows go back
+                first = next(i for i, item in enumerate(taken) if type(item) is not tuple)
+                queue.extendleft(reversed(taken[first:]))
+                del taken[first:]
+            self._in_flight += len(taken)
+            return taken
+
+    def _put_back(self, items: list[Any]) -> None:
+        """Return events taken but not batched (the batch is full) to the front of the queue."""
+        with self._lock:
+            if not self._abandoned:  # else close() counted them while in flight
+                self._queue.extendleft(reversed(items))
+                self._in_flight -= len(items)
+
     def _take_batch(self) -> list[bytes]:
-        queue, batch = self._queue, list[bytes]()
+        taken = self._take_events()
+        batch = list[bytes]()
         max_bytes, defaults = self._options.max_event_bytes, self._defaults
         room = max(_MAX_BATCH_BYTES, max_bytes)
-        while queue and len(batch) < self._batch_size and room > 0:
-            item = queue[0]
-            if type(item) is not tuple:
-                break  # a marker
-            queue.popleft()
-            if len(item) == 2:  # (event, time)
-                encoded = encode_event(item[0], defaults, item[1])
-            else:
-                encoded = encode_step(item, defaults)
-            if encoded is None:
-                self.stats.drop("unencodable")
-            elif len(encoded) > max_bytes:
-                self.stats.drop("oversize")
-                self._log.warning(
-                    "oversize",
-                    "dropped an event of %d bytes (max_event_bytes=%d)",
-                    len(encoded),
-                    max_bytes,
-                )
-            else:
+        for used, item in enumerate(taken):
+            if room <= 0:
+                self._put_back(taken[used:])
+                break
+            # Whatever encoding raises, even past `except Exception` (user code raising
+            # SystemExit), costs this event alone, never the thread.
+            try:
+                if len(item) == 2:  # (event, time)
+                    encoded = encode_event(item[0], defaults, item[1])
+                else:
+                    encoded = encode_step(item, defaults)
+            except BaseException:  # noqa: BLE001 - on the dispatcher thread: nothing may end it
+                encoded = None
+            if type(encoded) is bytes and len(encoded) <= max_bytes:
                 batch.append(encoded)
                 room -= len(encoded)
+            else:
+                self._drop_unsendable(encoded, max_bytes)
         return batch
 
+    def _drop_unsendable(self, encoded: bytes | Invalid | None, max_bytes: int) -> None:
+        if encoded is None:
+            self._count(0, "unencodable", 1)
+        elif isinstance(encoded, Invalid):
+            self._count(0, "invalid", 1)
+            self._warn("invalid", "dropped an event that cannot be made valid: %s", encoded)
+        else:
+            self._count(0, "oversize", 1)
+            self._warn(
+                "oversize",
+                "dropped an event of %d bytes (max_event_bytes=%d)",
+                len(encoded),
+                max_bytes,
+            )
+
     def _handle_marker(self) -> None:
-        queue = self._queue
-        if not queue or not isinstance(queue[0], _MARKERS):
-            return
-        item = queue.popleft()
+        with self._lock:
+            queue = self._queue
+            if self._abandoned or not queue or type(queue[0]) is tuple:
+                return
+            item = queue.popleft()
+            if isinstance(item, _TraceClose):
+                self._closes_in_flight += 1
         if isinstance(item, _Flush):
             item.done.set()
         elif isinstance(item, _TraceClose):
             outcome = self._deliver(api.build_ingest_traces, encode_object(item.wire))
-            self.stats.close_sent(outcome is Outcome.DELIVERED)
+            with self._lock:
+                if not self._abandoned:  # else close() has counted it
+                    self._closes_in_flight -= 1
+                    self.stats.close_sent(outcome is Outcome.DELIVERED)
 
-    def _send_events(self, batch: list[bytes]) -> None:
-        with self._lock:
-            if self._abandoned:  # popped after close() counted the queue: ours to count
-                self.stats.drop("undeliverable", len(batch))
-                return
-            self._in_flight = len(batch)
+    def _send_events(self, batch: list[bytes], recheck: bool = True) -> None:
+        if self._abandoned:  # close() counted these while they were in flight
+            return
         outcome = self._deliver(api.build_ingest_events, join_batch(batch))
         if outcome is Outcome.TOO_LARGE and len(batch) > 1:
-            with self._lock:
-                self._in_flight = 0
             middle = len(batch) // 2
-            self._send_events(batch[:middle])
-            self._send_events(batch[middle:])
-            return
+            self._send_events(batch[:middle], recheck)
+            self._send_events(batch[middle:], recheck)
+        elif not (outcome is Outcome.REJECTED and recheck and self._resend_readable(batch)):
+            delivered = len(batch) if outcome is Outcome.DELIVERED else 0
+            self._count(delivered, _DROP_REASON.get(outcome), len(batch))
+
+    def _resend_readable(self, batch: list[bytes]) -> bool:
+        """The platform refused the batch: read each event back as strictly as it does (a key
+        written twice, a number it cannot hold), drop what is invalid, send the rest once more.
+        False when no event in the batch explains the refusal (it then counts as rejected)."""
+        checked = [reread(encoded) for encoded in batch]
+        if all(after is before for after, before in zip(checked, batch, strict=True)):
+            return False
+        readable = [after for after in checked if type(after) is bytes]
+        for problem in checked:
+            if isinstance(problem, Invalid):
+                self._count(0, "invalid", 1)
+                self._warn("invalid", "dropped an event the platform refused: %s", problem)
+        if readable:
+            self._send_events(readable, recheck=False)
+        return True
+
+    def _count(self, delivered: int, reason: str | None, n: int) -> None:
+        """Count `n` in-flight events: `delivered` of them delivered, the rest dropped for
+        `reason`; nothing when close() has counted them already."""
         with self._lock:
-            if self._abandoned:  # close() has counted these already
+            if self._abandoned:
                 return
-            self._in_flight = 0
-            if outcome is Outcome.DELIVERED:
-                self.stats.deliver(len(batch))
-            else:
-                self.stats.drop(_DROP_REASON[outcome], len(batch))
+            self._in_flight -= n
+            if delivered:
+                self.stats.deliver(delivered)
+            if n > delivered and reason is not None:
+                self.stats.drop(reason, n - delivered)
 
-    def _drop_queued(self) -> None:
-        """Count what is still queued as dropped (caller holds the lock).
+    def _drop_queued(self, reason: str) -> None:
+        """Count what is queued as dropped for `reason` (caller holds the lock).
 
-        One pass and a clear: a backlog of a million events must not stretch close() past its
-        timeout one popleft() at a time.
+        Exactly what is queued when it starts: an append landing meanwhile stays, and counts
+        itself (see `_count_late`). Popped in one C-level pass, so a backlog of a million events
+        does not stretch close() past its timeout one Python-level popleft() at a time.
         """
         queue = self._queue
-        kinds = Counter(map(type, queue))  # C-speed; markers are rare, so usually no scan at all
+        taken = list(starmap(queue.popleft, repeat((), len(queue))))
+        kinds = Counter(map(type, taken))  # C-speed; markers are rare, so usually no scan at all
         marked = any(kinds[kind] for kind in _MARKERS)
-        markers = [item for item in queue if isinstance(item, _MARKERS)] if marked else []
-        events = len(queue) - len(markers)
-        queue.clear()
+        markers = [item for item in taken if isinstance(item, _MARKERS)] if marked else []
         for item in markers:
             if isinstance(item, _TraceClose):
                 self.stats.close_sent(False)
             elif isinstance(item, _Flush):
                 item.done.set()
-        self.stats.drop("undeliverable", events)
+        self.stats.drop(reason, len(taken) - len(markers))
 
     # --- delivery ----------------------------------------------------------------------------
 
@@ -396,9 +612,7 @@ class EventDispatcher:
                 return Outcome.TOO_LARGE
             except api.ApiError as error:
                 if not error.retryable:
-                    self._log.warning(
-                        "rejected", "the platform rejected a batch for good: %s", error
-                    )
+                    self._warn("rejected", "the platform rejected a batch for good: %s", error)
                     return Outcome.REJECTED
                 retry_after, cause = error.retry_after, str(error)
             except TokenUnavailable as error:
@@ -418,9 +632,9 @@ class EventDispatcher:
                 else None
             )
             if delay is None:
-                self._log.warning("undeliverable", "gave up on a batch: %s", cause)
+                self._warn("undeliverable", "gave up on a batch: %s", cause)
                 return Outcome.UNDELIVERABLE
-            self._log.warning("retrying", "retrying after %.2fs: %s", delay, cause)
+            self._warn("retrying", "retrying after %.2fs: %s", delay, cause)
             wake_at = now + delay
             while (left := wake_at - time.monotonic()) > 0:
                 if self._deadline is not None and wake_at > self._deadline:
@@ -452,18 +666,60 @@ class _Abandoned(Exception):
     """close() gave up on this thread: send nothing more."""
 
 
+def _seconds(timeout: object) -> float:
+    """A timeout as threading can wait it: NaN, negative or not a number is 0, None (wait as
+    long as it takes) or more than threading can wait is the longest it can."""
+    if timeout is None:
+        return _MAX_WAIT_S
+    try:
+        seconds = float(timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    if not seconds > 0:  # also NaN
+        return 0.0
+    return min(seconds, _MAX_WAIT_S)
+
+
 _LIVE: weakref.WeakSet[EventDispatcher] = weakref.WeakSet()
 
 
 def _close_all_at_exit() -> None:
-    for dispatcher in list(_LIVE):
-        dispatcher.close(dispatcher._options.shutdown_timeout_s)
+    """Close every open client at once, each within its `shutdown_timeout_s`: all of them
+    deliver side by side, so N clients do not delay the exit N timeouts."""
+    dispatchers = list(_LIVE)
+    begun = [d for d in dispatchers if d._begin_close(_seconds(d._options.shutdown_timeout_s))]
+    for dispatcher in dispatchers:
+        if dispatcher in begun:
+            dispatcher._finish_close()
+        else:  # another thread is closing it: wait for that delivery, as close() would
+            dispatcher._closing_done.wait(_seconds(dispatcher._options.shutdown_timeout_s))
 
 
 def _reset_all_after_fork() -> None:
     for dispatcher in list(_LIVE):
         dispatcher._connection.after_fork()
         dispatcher.after_fork_in_child()
+
+
+_exit_finalizer: Any = None
+
+
+def _hook_exit() -> None:
+    """Make this process close every open client when it exits through multiprocessing.
+
+    A multiprocessing child (fork or forkserver) leaves through `os._exit`, so atexit never
+    runs there; it runs multiprocessing's finalizers first (`util._exit_function`). A forked
+    child starts with the parent's finalizers cleared, which is why this is done whenever a
+    dispatcher thread starts (the first record() of a process, the child's included), not once
+    at import. A spawned child exits normally, through atexit, too.
+    """
+    global _exit_finalizer
+    util = sys.modules.get("multiprocessing.util")  # absent: not a child, nothing to hook
+    if util is None:
+        return
+    finalizer = _exit_finalizer
+    if finalizer is None or not finalizer.still_active():
+        _exit_finalizer = util.Finalize(None, _close_all_at_exit, exitpriority=_EXIT_PRIORITY)
 
 
 atexit.register(_close_all_at_exit)
