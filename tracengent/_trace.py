@@ -96,7 +96,12 @@ class Trace:
         self._core = core
         self.trace_id = new_id("trc")
         self.root_request = root_request
-        self._actor = Actor(actor_user_id) if actor_user_id is not None else None
+        # a numeric user id is text on the wire: made so once, so its steps stay on the fast path
+        self._actor = (
+            None
+            if actor_user_id is None
+            else Actor(actor_user_id if isinstance(actor_user_id, str) else str(actor_user_id))
+        )
         self._root_pending = True
         self._last_event_id: str | None = None
         self._status: str = EventStatuses.SUCCESS
