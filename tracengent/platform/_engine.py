@@ -27,13 +27,11 @@ import jwt
 import tracengent_api as api
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from . import _decide as decide
-from . import _wirejson as wirejson
+from . import _decide as decide, _wirejson as wirejson
 from ._amounts import Unreadable, binding_context
 from ._keys import SigningKeys
 from ._policy import AgentPolicy, Policy
-from ._store import DecisionRecord, NotTraceOwner, Store
-from ._store import Grant as StoredGrant
+from ._store import DecisionRecord, Grant as StoredGrant, NotTraceOwner, Store
 
 logger = logging.getLogger("tracengent.platform")
 M = TypeVar("M", bound=BaseModel)
