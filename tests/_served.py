@@ -40,6 +40,15 @@ class Served:
     def store(self) -> Store:
         return Store.in_data_dir(self.data)
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `tracengent` command on this platform's data."""
+        return subprocess.run(
+            [sys.executable, "-m", "tracengent.cli", *args, "--data", str(self.data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     def options(self, **overrides: Any) -> TracengentOptions:
         values: dict[str, Any] = {
             "agent_id": "demo-agent",
@@ -54,13 +63,18 @@ class Served:
 
 
 @contextmanager
-def served_platform(data: Path, policy: str | None = None) -> Iterator[Served]:
-    """`tracengent dev` on a free loopback port, ready when this yields (30 s at most)."""
+def served_platform(data: Path, policy: str | Path | None = None) -> Iterator[Served]:
+    """`tracengent dev` on a free loopback port, ready when this yields (30 s at most).
+
+    `policy` is the policy's TOML text, or the path of a policy file; None: the built-in one.
+    """
     args = [sys.executable, "-m", "tracengent.cli", "dev", "--host", "127.0.0.1"]
+    if isinstance(policy, str):
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "policy.toml").write_text(policy)
+        policy = data / "policy.toml"
     if policy is not None:
-        policy_file = data / "policy.toml"
-        policy_file.write_text(policy)
-        args += ["--policy", str(policy_file)]
+        args += ["--policy", str(policy)]
     port = free_port()
     args += ["--port", str(port), "--data", str(data)]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -85,6 +99,9 @@ def served_platform(data: Path, policy: str | None = None) -> Iterator[Served]:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 @dataclass

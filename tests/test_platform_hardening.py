@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ from tracengent.platform import Store, open_platform
 from tracengent.platform._keys import SigningKeys
 from tracengent.platform._store import Grant
 
-from .test_platform_served import Served, free_port
+from ._served import Served, served_platform
 
 pytestmark = pytest.mark.integration
 
@@ -39,41 +37,6 @@ HOTEL_KEY = "agk_hotel"  # the built-in policy's second agent, by ingest key
 NUMBER_FIELDS = "NaN", "Infinity", "-Infinity", "1e400", "-1e400"
 HUGE_400 = "9" * 400
 HUGE_5000 = "9" * 5000
-
-
-@contextmanager
-def dev_server(data: Path, policy: Path | None = None) -> Iterator[Served]:
-    """`tracengent dev` on a free port over `data` (and `policy`), stopped on exit."""
-    port = free_port()
-    command = [sys.executable, "-m", "tracengent.cli", "dev", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--data", str(data)]
-    if policy is not None:
-        command += ["--policy", str(policy)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                if httpx.get(url + "/.well-known/jwks.json", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"tracengent dev did not start: {output}")
-            time.sleep(0.1)
-        yield Served(url, data)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 # What a ~/.tracengent made before event ids were per agent looks like: `events` with a global
@@ -103,7 +66,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("hardening")
     with closing(sqlite3.connect(data / "platform.sqlite3")) as raw:
         raw.executescript(OLD_EVENTS)
-    with dev_server(data) as served:
+    with served_platform(data) as served:
         yield served
 
 
@@ -143,7 +106,7 @@ def custom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("hardening-custom")
     policy = data / "policy.toml"
     policy.write_text(CUSTOM_POLICY, encoding="utf-8")
-    with dev_server(data, policy) as served:
+    with served_platform(data, policy) as served:
         yield served
 
 
@@ -743,7 +706,7 @@ def test_a_policy_may_allow_unbound_paths(tmp_path: Path) -> None:
         DEFAULT_POLICY_TOML.replace('unbound_paths = "deny"', 'unbound_paths = "allow"'),
         encoding="utf-8",
     )
-    with dev_server(tmp_path / "data", policy) as served:
+    with served_platform(tmp_path / "data", policy) as served:
         asked = {
             "transport": "http",
             "method": "POST",

@@ -6,12 +6,8 @@ import asyncio
 import base64
 import gzip
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import jwt
@@ -27,72 +23,17 @@ from tracengent import (
     TracengentOptions,
     governed_client,
 )
-from tracengent.platform import Store
 from tracengent.platform._keys import SigningKeys
+
+from ._served import Served, served_platform
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Served:
-    def __init__(self, url: str, data: Path) -> None:
-        self.url, self.data = url, data
-
-    def store(self) -> Store:
-        return Store.in_data_dir(self.data)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tracengent.cli", *args, "--data", str(self.data)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    data = tmp_path_factory.mktemp("platform")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tracengent.cli",
-            "dev",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/.well-known/jwks.json", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError(
-                "tracengent dev did not start: "
-                + (process.stdout.read().decode() if process.stdout else "")
-            )
-        time.sleep(0.1)
-    yield Served(url, data)
-    process.terminate()
-    process.wait(10)
+    with served_platform(tmp_path_factory.mktemp("platform")) as platform:
+        yield platform
 
 
 def options(served: Served, **overrides: object) -> TracengentOptions:
