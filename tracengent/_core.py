@@ -12,7 +12,8 @@ from typing import TypeVar
 import httpx
 
 from ._auth import AgentTokenProvider
-from ._dispatch import Connection, EventDispatcher
+from ._connection import Connection
+from ._dispatch import EventDispatcher
 from ._errors import TracengentConfigError
 from ._events import AgentEvent
 from ._flow import Flow, run_sync

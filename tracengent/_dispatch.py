@@ -1,11 +1,12 @@
-"""The background dispatcher: queue, batches, delivery and exact accounting.
+"""The background dispatcher: the queue, its thread, and exact accounting.
 
 `record()` only appends to a bounded deque (full → drop and count; never block, never raise).
-One daemon thread per client does the rest: encode each event once (made valid, or dropped
-alone: see `_encode`), batch up to `max_batch_size`, gzip once, send, retry what is transient,
-split what is too large, re-check event by event a batch the platform refused, and count every
-event exactly once as delivered or dropped. The async client uses the same dispatcher: the event
-loop never does telemetry I/O.
+One daemon thread per client takes events off the queue up to `max_batch_size` at a time and
+hands them to the ingest exporter (`_exporter`: encode, gzip, send, retry, split, re-check), the
+split OpenTelemetry makes between its batch processor and its exporter. The dispatcher is the
+exporter's `ExportSession`: it tells it close()'s deadline and whether close() gave up, and
+counts every event exactly once as delivered or dropped. The async client uses the same
+dispatcher: the event loop never does telemetry I/O.
 
 Markers travel through the queue with the events, so ordering is free: a trace's Close op is
 sent after the trace's events, and `flush()` waits for exactly what was queued before it.
@@ -30,49 +31,28 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gzip
 import os
 import sys
 import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from itertools import repeat, starmap
 from time import time_ns as _time_ns
-from typing import Any, Literal
+from typing import Any
 
-import httpx
-import tracengent_api as api
-
-from ._auth import AgentTokenProvider
-from ._deadline import bound_by_deadlines
-from ._encode import (
-    EventDefaults,
-    Invalid,
-    encode_event,
-    encode_object,
-    encode_step,
-    join_batch,
-    reread,
-)
+from ._connection import Connection
 from ._events import AgentEvent
-from ._flow import Flow, Sleep, TokenUnavailable, authed, run_sync
+from ._exporter import IngestExporter, Outcome
 from ._logs import RateLimitedLog
 from ._options import TracengentOptions
-from ._retry import RetryPolicy
 
 _JOIN_GRACE_S = 0.05  # requests are timed to end by the deadline; this only covers the wake-up
 # Delivery stops this much (at most a tenth of the timeout) before close()'s deadline: counting
 # and freeing a backlog of a million events, and the garbage collector's pass over it, take a
 # tenth of a second or more of their own, and close() must return within its timeout.
 _CLOSE_RESERVE_S = 0.25
-_MAX_BATCH_BYTES = 1 << 20  # a batch stops growing here: requests stay small for any proxy
-# Telemetry batches repeat their keys and ids, so level 1 compresses them as well as level 6 does
-# (~40:1) at a third of the CPU.
-_GZIP_LEVEL = 1
 # The longest wait threading accepts, halved so that a deadline plus a grace period still fits.
 _MAX_WAIT_S = threading.TIMEOUT_MAX / 2
 # After a thread failed to start, record() tries again at most this often (a failed start costs
@@ -81,14 +61,6 @@ _THREAD_RETRY_S = 1.0
 # multiprocessing runs finalizers by priority, highest first; ours runs after the others, which
 # may still record events.
 _EXIT_PRIORITY = -100
-
-
-class Outcome(Enum):
-    DELIVERED = "delivered"
-    TOO_LARGE = "too_large"
-    REJECTED = "rejected"
-    UNDELIVERABLE = "undeliverable"
-    DISABLED = "disabled"
 
 
 @dataclass(slots=True)
@@ -105,13 +77,6 @@ class _TraceClose:
 _Item = tuple[AgentEvent, int] | tuple[Any, ...] | _Flush | _TraceClose
 _MARKERS = (_Flush, _TraceClose)
 _EVENTS_ONLY = {tuple}  # the types of a run of queued events: (event, time) pairs and steps
-_Builder = Callable[..., httpx.Request]
-_DROP_REASON = {
-    Outcome.TOO_LARGE: "oversize",
-    Outcome.REJECTED: "rejected",
-    Outcome.DISABLED: "disabled",
-    Outcome.UNDELIVERABLE: "undeliverable",
-}
 
 
 class DeliveryStats:
@@ -162,70 +127,11 @@ class DeliveryStats:
         return sum(self.dropped.values())
 
 
-class Connection:
-    """The sync HTTP client and token provider shared by the dispatcher and the sync client.
-
-    A close() in progress holds it (`hold`/`release`): closing it meanwhile, as a second,
-    concurrent close() of the client does once its own timeout runs out, waits until that
-    delivery is over, so the HTTP client is closed once and never under a request.
-    """
-
-    def __init__(self, options: TracengentOptions, transport: httpx.BaseTransport | None) -> None:
-        self.options = options
-        self.transport = transport
-        self.http = self._new_http()
-        self.tokens = (
-            AgentTokenProvider(options, self.http) if options.uses_client_credentials else None
-        )
-        self._reset_closing()
-
-    def _new_http(self) -> httpx.Client:
-        return bound_by_deadlines(  # a deadline bounds the whole exchange, however it dribbles
-            httpx.Client(transport=self.transport, timeout=self.options.request_timeout_s)
-        )
-
-    def _reset_closing(self) -> None:
-        self._guard = threading.Lock()
-        self._holds = 0
-        self._close_asked = False
-
-    def after_fork(self) -> None:
-        """The parent's sockets and locks are not ours to use: start over, keeping the token."""
-        self.http = self._new_http()
-        self._reset_closing()
-        if self.tokens is not None:
-            old = self.tokens
-            self.tokens = AgentTokenProvider(self.options, self.http)
-            self.tokens._state = old._state  # a valid token stays valid in the child
-
-    def hold(self) -> None:
-        with self._guard:
-            self._holds += 1
-
-    def release(self) -> None:
-        with self._guard:
-            self._holds -= 1
-            close = self._close_asked and self._holds == 0
-        if close:
-            self.http.close()
-
-    def close(self) -> None:
-        """Close the HTTP client now, or when the delivery that holds it is over. Idempotent."""
-        with self._guard:
-            self._close_asked = True
-            if self._holds:
-                return
-        self.http.close()
-
-
 class EventDispatcher:
     def __init__(self, options: TracengentOptions, connection: Connection) -> None:
         self._options = options
         self._connection = connection
-        self._defaults = EventDefaults.of(
-            options.agent_id, options.environment, options.default_tags
-        )
-        self._policy = RetryPolicy.from_options(options)
+        self._exporter = IngestExporter(options, connection)
         self._capacity = options.queue_capacity
         self._batch_size = options.max_batch_size
         self._interval = options.flush_interval_ms / 1000.0
@@ -266,7 +172,7 @@ class EventDispatcher:
         queue = self._queue
         if len(queue) >= self._capacity:
             self.stats.drop("queue_full")
-            self._warn("queue_full", "queue full (%d events); dropping events", self._capacity)
+            self.warn("queue_full", "queue full (%d events); dropping events", self._capacity)
             return False
         queue.append(item)
         if self._closed:  # close() began since the check above: it may have counted the queue
@@ -300,7 +206,7 @@ class EventDispatcher:
     def dropped_count(self) -> int:
         return self.stats.dropped_total
 
-    def _warn(self, kind: str, message: str, *args: object) -> None:
+    def warn(self, kind: str, message: str, *args: object) -> None:
         with contextlib.suppress(Exception):  # the application's logging failed: telemetry goes on
             self._log.warning(kind, message, *args)
 
@@ -320,7 +226,7 @@ class EventDispatcher:
                 thread.start()
             except RuntimeError as error:  # a thread limit, or an interpreter shutting down
                 self._thread, self._thread_retry_at = None, time.monotonic() + _THREAD_RETRY_S
-                self._warn(
+                self.warn(
                     "no_thread",
                     "cannot start the dispatcher thread (%s): events wait for close()",
                     error,
@@ -422,7 +328,7 @@ class EventDispatcher:
                 self.stats.drop("undeliverable", self._in_flight)
                 self.stats.close_sent(False, self._closes_in_flight)
                 self._in_flight = self._closes_in_flight = 0
-        self._warn("internal", "lost a batch to an unexpected %s", type(error).__name__)
+        self.warn("internal", "lost a batch to an unexpected %s", type(error).__name__)
 
     def _drain(self) -> None:
         while self._queue and not self._abandoned:
@@ -433,8 +339,11 @@ class EventDispatcher:
                 return
             batch = self._take_batch()
             if batch:
-                self._send_events(batch)
+                self._exporter.export(batch, self)
             self._handle_marker()
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _take_events(self) -> list[Any]:
         """Up to a batch of events from the front of the queue (none past a marker), now in
@@ -460,43 +369,10 @@ class EventDispatcher:
 
     def _take_batch(self) -> list[bytes]:
         taken = self._take_events()
-        batch = list[bytes]()
-        max_bytes, defaults = self._options.max_event_bytes, self._defaults
-        room = max(_MAX_BATCH_BYTES, max_bytes)
-        for used, item in enumerate(taken):
-            if room <= 0:
-                self._put_back(taken[used:])
-                break
-            # Whatever encoding raises, even past `except Exception` (user code raising
-            # SystemExit), costs this event alone, never the thread.
-            try:
-                if len(item) == 2:  # (event, time)
-                    encoded = encode_event(item[0], defaults, item[1])
-                else:
-                    encoded = encode_step(item, defaults)
-            except BaseException:  # noqa: BLE001 - on the dispatcher thread: nothing may end it
-                encoded = None
-            if type(encoded) is bytes and len(encoded) <= max_bytes:
-                batch.append(encoded)
-                room -= len(encoded)
-            else:
-                self._drop_unsendable(encoded, max_bytes)
+        batch, used = self._exporter.encode(taken, self)
+        if used < len(taken):  # the batch is full
+            self._put_back(taken[used:])
         return batch
-
-    def _drop_unsendable(self, encoded: bytes | Invalid | None, max_bytes: int) -> None:
-        if encoded is None:
-            self._count(0, "unencodable", 1)
-        elif isinstance(encoded, Invalid):
-            self._count(0, "invalid", 1)
-            self._warn("invalid", "dropped an event that cannot be made valid: %s", encoded)
-        else:
-            self._count(0, "oversize", 1)
-            self._warn(
-                "oversize",
-                "dropped an event of %d bytes (max_event_bytes=%d)",
-                len(encoded),
-                max_bytes,
-            )
 
     def _handle_marker(self) -> None:
         with self._lock:
@@ -509,41 +385,13 @@ class EventDispatcher:
         if isinstance(item, _Flush):
             item.done.set()
         elif isinstance(item, _TraceClose):
-            outcome = self._deliver(api.build_ingest_traces, encode_object(item.wire))
+            outcome = self._exporter.export_trace_close(item.wire, self)
             with self._lock:
                 if not self._abandoned:  # else close() has counted it
                     self._closes_in_flight -= 1
                     self.stats.close_sent(outcome is Outcome.DELIVERED)
 
-    def _send_events(self, batch: list[bytes], recheck: bool = True) -> None:
-        if self._abandoned:  # close() counted these while they were in flight
-            return
-        outcome = self._deliver(api.build_ingest_events, join_batch(batch))
-        if outcome is Outcome.TOO_LARGE and len(batch) > 1:
-            middle = len(batch) // 2
-            self._send_events(batch[:middle], recheck)
-            self._send_events(batch[middle:], recheck)
-        elif not (outcome is Outcome.REJECTED and recheck and self._resend_readable(batch)):
-            delivered = len(batch) if outcome is Outcome.DELIVERED else 0
-            self._count(delivered, _DROP_REASON.get(outcome), len(batch))
-
-    def _resend_readable(self, batch: list[bytes]) -> bool:
-        """The platform refused the batch: read each event back as strictly as it does (a key
-        written twice, a number it cannot hold), drop what is invalid, send the rest once more.
-        False when no event in the batch explains the refusal (it then counts as rejected)."""
-        checked = [reread(encoded) for encoded in batch]
-        if all(after is before for after, before in zip(checked, batch, strict=True)):
-            return False
-        readable = [after for after in checked if type(after) is bytes]
-        for problem in checked:
-            if isinstance(problem, Invalid):
-                self._count(0, "invalid", 1)
-                self._warn("invalid", "dropped an event the platform refused: %s", problem)
-        if readable:
-            self._send_events(readable, recheck=False)
-        return True
-
-    def _count(self, delivered: int, reason: str | None, n: int) -> None:
+    def count(self, delivered: int, reason: str | None, n: int) -> None:
         """Count `n` in-flight events: `delivered` of them delivered, the rest dropped for
         `reason`; nothing when close() has counted them already."""
         with self._lock:
@@ -574,96 +422,21 @@ class EventDispatcher:
                 item.done.set()
         self.stats.drop(reason, len(taken) - len(markers))
 
-    # --- delivery ----------------------------------------------------------------------------
+    # --- the rest of what the exporter sees of the queue (an ExportSession: also count, warn) --
 
-    def _deliver(self, builder: _Builder, body: bytes) -> Outcome:
-        tokens = self._connection.tokens
-        if tokens is not None and tokens.disabled:
-            return Outcome.DISABLED
-        encoding: Literal["gzip"] | None = None
-        if len(body) >= self._options.gzip_threshold_bytes:
-            body, encoding = gzip.compress(body, compresslevel=_GZIP_LEVEL), "gzip"
-        options = self._options
+    @property
+    def deadline(self) -> float | None:
+        return self._deadline
 
-        def build(token: str | None) -> httpx.Request:
-            return builder(
-                body,
-                base_url=options.base_url,
-                bearer_token=token,
-                ingest_key=None if token else options.ingest_key,
-                content_encoding=encoding,
-            )
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
 
-        return run_sync(self._delivery_flow(build), self._send, tokens, self._sleep)
-
-    def _delivery_flow(self, build: Callable[[str | None], httpx.Request]) -> Flow[Outcome]:
-        uses_token = self._connection.tokens is not None
-        attempt = 0
-        while True:
-            timeout = self._request_timeout()
-            if timeout is None:
-                return Outcome.UNDELIVERABLE
-            retry_after: float | None = None
-            try:
-                response = yield from authed(build, timeout, uses_token)
-                api.parse_ingest_events(response)
-                return Outcome.DELIVERED
-            except api.PayloadTooLargeError:
-                return Outcome.TOO_LARGE
-            except api.ApiError as error:
-                if not error.retryable:
-                    self._warn("rejected", "the platform rejected a batch for good: %s", error)
-                    return Outcome.REJECTED
-                retry_after, cause = error.retry_after, str(error)
-            except TokenUnavailable as error:
-                tokens = self._connection.tokens
-                if tokens is not None and tokens.disabled:
-                    return Outcome.DISABLED
-                cause = str(error)
-            except _Abandoned:
-                return Outcome.UNDELIVERABLE
-            except Exception as error:  # noqa: BLE001 - transport errors are retryable
-                cause = f"{type(error).__name__}: {error}"
-            attempt += 1
-            now = time.monotonic()
-            delay = (
-                self._policy.delay_within(attempt, retry_after, self._deadline, now)
-                if self._policy.should_retry(attempt)
-                else None
-            )
-            if delay is None:
-                self._warn("undeliverable", "gave up on a batch: %s", cause)
-                return Outcome.UNDELIVERABLE
-            self._warn("retrying", "retrying after %.2fs: %s", delay, cause)
-            wake_at = now + delay
-            while (left := wake_at - time.monotonic()) > 0:
-                if self._deadline is not None and wake_at > self._deadline:
-                    return Outcome.UNDELIVERABLE
-                yield Sleep(left)
-
-    def _request_timeout(self) -> float | None:
-        if self._deadline is None:
-            return self._options.request_timeout_s
-        left = self._deadline - time.monotonic()
-        return min(self._options.request_timeout_s, left) if left > 0.01 else None
-
-    def _past_deadline(self) -> bool:
-        return self._deadline is not None and time.monotonic() >= self._deadline
-
-    def _send(self, request: httpx.Request) -> httpx.Response:
-        if self._abandoned:
-            raise _Abandoned
-        return self._connection.http.send(request)
-
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
         if self._interrupt.is_set():
             time.sleep(seconds)  # close() already woke us; the flow bounded this by its deadline
         else:
             self._interrupt.wait(seconds)
-
-
-class _Abandoned(Exception):
-    """close() gave up on this thread: send nothing more."""
 
 
 def _seconds(timeout: object) -> float:
