@@ -24,6 +24,7 @@ from ._errors import NotAuthorizedException
 from ._events import Number
 from ._flow import Flow, Sleep, TokenUnavailable, authed
 from ._observe import observe_decision
+from ._tool_args import UnreadableArguments, to_json_arguments
 
 if TYPE_CHECKING:
     from ._runtime import FlowContext
@@ -164,8 +165,8 @@ def context_problem(context: Mapping[str, Any] | None) -> str | None:
     """Why `context` must not be sent, or None: a limit needs numbers it can check.
 
     A negative, non-finite or non-numeric `amount`, a negative or fractional `estimatedTokens`,
-    and a non-finite number anywhere (JSON has none; it would travel as null, i.e. as missing)
-    are refused before anything is sent.
+    and anything that is not JSON (a non-finite number anywhere would travel as null, i.e. as
+    missing) are refused before anything is sent.
     """
     if context is None:
         return None
@@ -179,28 +180,10 @@ def context_problem(context: Mapping[str, Any] | None) -> str | None:
         isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0
     ):
         return f"estimatedTokens must be a whole number >= 0, not {tokens!r}"
-    where = _non_finite_at(context, "context")
-    return (
-        None if where is None else f"{where} is not a finite number (JSON has no NaN or Infinity)"
-    )
-
-
-def _non_finite_at(value: object, path: str, depth: int = 0) -> str | None:
-    if isinstance(value, float | Decimal) and not isinstance(value, bool):
-        try:
-            return None if math.isfinite(value) else path
-        except (TypeError, ValueError):  # a signalling Decimal NaN
-            return path
-    if depth > 64:
-        return None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if (found := _non_finite_at(item, f"{path}.{key}", depth + 1)) is not None:
-                return found
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            if (found := _non_finite_at(item, f"{path}[{index}]", depth + 1)) is not None:
-                return found
+    try:  # the same reading as tool arguments: JSON, or refused saying where it is not
+        to_json_arguments(context, "context")
+    except UnreadableArguments as error:
+        return str(error)
     return None
 
 

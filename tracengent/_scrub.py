@@ -106,6 +106,8 @@ class Scrubber:
         """
         try:
             text = value if isinstance(value, str) else str(value)
+            if not text:
+                return text
             return scrub_shapes(_replace(text, self.secrets() | set(also)))
         except Exception:  # noqa: BLE001 - an unprintable value says nothing at all
             return f"<{type(value).__name__}: unreadable text>"

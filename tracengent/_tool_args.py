@@ -23,7 +23,7 @@ import pydantic_core
 from pydantic import BaseModel, TypeAdapter
 
 _MAX_DEPTH = 64
-_MAX_INT_DIGITS = 4000  # beyond this an int cannot even be printed as JSON by default
+_MAX_INT = 10**4000  # beyond this an int cannot even be printed as JSON by default
 
 
 class UnreadableArguments(ValueError):
@@ -43,7 +43,7 @@ def _convert(value: Any, where: str, depth: int) -> Any:
     if isinstance(value, int):
         if isinstance(value, Enum):
             return _convert(value.value, where, depth)
-        if abs(value) >= 10**_MAX_INT_DIGITS:
+        if abs(value) >= _MAX_INT:
             raise UnreadableArguments(f"the integer at {where} is too large to send")
         return int(value)
     if isinstance(value, float | Decimal):
