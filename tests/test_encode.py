@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import cast
 
 import tracengent_api as api
 from hypothesis import given, settings, strategies as st
@@ -16,7 +17,7 @@ from tracengent._encode import (
     event_object,
     join_batch,
 )
-from tracengent._events import StepEvent
+from tracengent._events import StepEvent, StepFields
 
 DEFAULTS = EventDefaults.of("demo-agent", "production", ("eu", "production"))
 
@@ -91,12 +92,11 @@ steps = st.builds(
 )
 
 
-def queued(step: StepEvent) -> tuple[object, ...]:
-    """What a trace queues for a step: a plain tuple, input/output/attributes as JSON bytes."""
+def queued(step: StepEvent) -> StepFields:
+    """What a trace queues for a step: its fields, input/output/attributes as JSON bytes."""
     raw = {name: getattr(step, name) for name in ("input", "output", "attributes")}
-    return tuple(
-        step._replace(**{k: None if v is None else encode_object(v) for k, v in raw.items()})
-    )
+    encoded = step._replace(**{k: None if v is None else encode_object(v) for k, v in raw.items()})
+    return cast(StepFields, tuple(encoded))
 
 
 @settings(max_examples=150, deadline=None)

@@ -43,7 +43,7 @@ from time import time_ns as _time_ns
 from typing import Any
 
 from ._connection import Connection
-from ._events import AgentEvent
+from ._events import AgentEvent, QueuedEvent, StepFields, queued_event
 from ._exporter import IngestExporter, Outcome
 from ._logs import RateLimitedLog
 from ._options import TracengentOptions
@@ -73,10 +73,10 @@ class _TraceClose:
     wire: dict[str, Any]
 
 
-# an event with the time it was recorded, a queued trace step (see StepEvent), or a marker
-_Item = tuple[AgentEvent, int] | tuple[Any, ...] | _Flush | _TraceClose
+# an event with the time it was recorded, a trace step, or a marker
+_Item = QueuedEvent | StepFields | _Flush | _TraceClose
 _MARKERS = (_Flush, _TraceClose)
-_EVENTS_ONLY = {tuple}  # the types of a run of queued events: (event, time) pairs and steps
+_EVENTS = frozenset({QueuedEvent, tuple})  # the types of queued events (a step is a plain tuple)
 
 
 class DeliveryStats:
@@ -163,7 +163,7 @@ class EventDispatcher:
     def enqueue(self, event: AgentEvent) -> bool:
         """The whole of `record()` on the caller: stamp the time and append. Defaults, ids and
         encoding happen on the dispatcher thread."""
-        return self._append((event, _time_ns()))
+        return self._append(queued_event((event, _time_ns())))
 
     def _append(self, item: _Item) -> bool:
         if self._closed:
@@ -183,7 +183,7 @@ class EventDispatcher:
             self._wake.set()
         return True
 
-    #: A queued trace step (see StepEvent), stamped already (the same body: one call less).
+    #: A trace step, stamped already (the same body: one call less).
     enqueue_step = _append
 
     def enqueue_trace_close(self, wire: dict[str, Any]) -> None:
@@ -353,8 +353,8 @@ class EventDispatcher:
             if self._abandoned or not queue:
                 return []
             taken = list(starmap(queue.popleft, repeat((), min(self._batch_size, len(queue)))))
-            if set(map(type, taken)) != _EVENTS_ONLY:  # a marker: it and what follows go back
-                first = next(i for i, item in enumerate(taken) if type(item) is not tuple)
+            if not _EVENTS.issuperset(map(type, taken)):  # a marker: it and what follows go back
+                first = next(i for i, item in enumerate(taken) if type(item) not in _EVENTS)
                 queue.extendleft(reversed(taken[first:]))
                 del taken[first:]
             self._in_flight += len(taken)
@@ -377,7 +377,7 @@ class EventDispatcher:
     def _handle_marker(self) -> None:
         with self._lock:
             queue = self._queue
-            if self._abandoned or not queue or type(queue[0]) is tuple:
+            if self._abandoned or not queue or type(queue[0]) in _EVENTS:
                 return
             item = queue.popleft()
             if isinstance(item, _TraceClose):

@@ -42,6 +42,7 @@ from ._events import (
     AgentEvent,
     Money,
     StepEvent,
+    StepFields,
     Usage,
     merge_tags,
     new_id,
@@ -556,10 +557,10 @@ _PLACEHOLDERS = {key: f"@tracengent-raw-{_NONCE}-{key}" for key in _RAW_KEYS}
 _QUOTED = {key: b'"%s"' % placeholder.encode() for key, placeholder in _PLACEHOLDERS.items()}
 
 
-def encode_step(queued: tuple[Any, ...], defaults: EventDefaults) -> bytes | Invalid | None:
+def encode_step(fields: StepFields, defaults: EventDefaults) -> bytes | Invalid | None:
     """The bytes of a queued step: its pre-encoded values (already readable: see encode_object)
     spliced into the event; Invalid or None as for `encode_event`."""
-    step = step_event(queued)
+    step = step_event(fields)
     try:
         plain = _plain(step)
         obj = event_object(step if plain else _normalized(step), defaults, step.recorded_ns)

@@ -35,6 +35,7 @@ from ._encode import (
     join_batch,
     reread,
 )
+from ._events import QueuedEvent
 from ._flow import Flow, Sleep, TokenUnavailable, authed, run_sync
 from ._options import TracengentOptions
 from ._retry import RetryPolicy
@@ -112,8 +113,8 @@ class IngestExporter:
             # Whatever encoding raises, even past `except Exception` (user code raising
             # SystemExit), costs this event alone, never the thread.
             try:
-                if len(item) == 2:  # (event, time)
-                    encoded = encode_event(item[0], defaults, item[1])
+                if type(item) is QueuedEvent:
+                    encoded = encode_event(item.event, defaults, item.recorded_ns)
                 else:
                     encoded = encode_step(item, defaults)
             except BaseException:  # noqa: BLE001 - on the dispatcher thread: nothing may end it

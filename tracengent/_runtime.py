@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from ._auth import AgentTokenProvider
-    from ._events import AgentEvent
+    from ._events import AgentEvent, StepFields
     from ._flow import Flow
     from ._observe import Observer
     from ._options import TracengentOptions
@@ -55,7 +55,7 @@ class Runtime(FlowContext, Protocol):
 class EventQueue(Protocol):
     """Where a trace's steps and Close op go (the dispatcher's queue)."""
 
-    def enqueue_step(self, item: tuple[Any, ...]) -> bool: ...
+    def enqueue_step(self, step: StepFields) -> bool: ...
 
     def enqueue_trace_close(self, wire: dict[str, Any]) -> None: ...
 

@@ -25,6 +25,7 @@ from ._events import (
     EventTypes,
     LlmCallResult,
     Money,
+    StepFields,
     Usage,
     new_id,
     step_event,
@@ -188,7 +189,7 @@ class Trace:
         if error is not None:
             self._status = EventStatuses.FAILURE
             output = {"error": _describe(error)}
-        # The hot path of every tracked call: one plain tuple, its values encoded (see StepEvent).
+        # The hot path of every tracked call: one plain tuple, its values encoded (StepFields).
         queued = step is None and self._core.observer is None
         if queued:
             input = None if input is None else encode_object(input)
@@ -199,7 +200,7 @@ class Trace:
         if self._root_pending:
             self._root_pending = False
             root_request = self.root_request
-        fields = (
+        fields: StepFields = (
             name,
             kind,
             EventStatuses.SUCCESS if error is None else EventStatuses.FAILURE,
