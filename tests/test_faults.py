@@ -1,4 +1,4 @@
-"""Faults against the platform stand-in over real HTTP: the retry rules and the deadlines.
+"""Faults in front of the real platform over real HTTP (tests/_fault_front.py): the retry rules and the deadlines.
 
 Retry rules: 429/500/502/503/504, disconnects, read timeouts and refused connections are retried
 with jittered backoff; `Retry-After` (seconds or an HTTP date) is honoured, garbage ignored and
@@ -32,17 +32,9 @@ from tracengent import (
     async_governed_client,
     governed_client,
 )
+from tracengent.platform import DEFAULT_POLICY_TOML
 
-from ._platform_server import (
-    DEMO_AGENT_ID,
-    DEMO_CLIENT_ID,
-    DEMO_CLIENT_SECRET,
-    DEMO_INGEST_KEY,
-    EVENTS_PATH,
-    TOKEN_PATH,
-    PlatformServer,
-    RecordedRequest,
-)
+from ._fault_front import EVENTS_PATH, TOKEN_PATH, FaultFront, RecordedRequest
 
 pytestmark = pytest.mark.integration
 
@@ -54,16 +46,19 @@ REQUEST_TIMEOUT_S = 2.0
 """Longer than AUTHORIZE_TIMEOUT_S + GRACE_S on purpose: a governance call that waits for a
 telemetry-sized timeout instead of its own deadline shows up as a failure, not as a pass."""
 CREDENTIALS = ("ingest_key", "token_cached", "token_not_yet_fetched")
+# The demo policy's agent (tracengent/platform/demo_policy.toml).
+DEMO_AGENT_ID, DEMO_INGEST_KEY = "demo-agent", "agk_demo"
+DEMO_CLIENT_ID, DEMO_CLIENT_SECRET = "key_demo", "ags_demo"
 
 
 @pytest.fixture
-def platform() -> Iterator[PlatformServer]:
-    with PlatformServer() as server:
-        yield server
-    assert server.errors == []
+def platform() -> Iterator[FaultFront]:
+    with FaultFront() as front:
+        yield front
+    assert front.errors == []
 
 
-def options(platform: PlatformServer, credentials: str = "ingest_key", **overrides: object) -> Any:
+def options(platform: FaultFront, credentials: str = "ingest_key", **overrides: object) -> Any:
     values: dict[str, object] = {"agent_id": DEMO_AGENT_ID, "base_url": platform.url, **FAST}
     if credentials == "ingest_key":
         values["ingest_key"] = DEMO_INGEST_KEY
@@ -81,12 +76,12 @@ def batch_ids(request: RecordedRequest) -> list[str]:
     return [str(e["eventId"]) for e in request.json()]
 
 
-def arrival_gap(platform: PlatformServer) -> float:
+def arrival_gap(platform: FaultFront) -> float:
     first, second = platform.requests_to(EVENTS_PATH)[:2]
     return second.time - first.time
 
 
-def send_one(platform: PlatformServer, **overrides: object) -> TracengentClient:
+def send_one(platform: FaultFront, **overrides: object) -> TracengentClient:
     """Record one event, wait until it was delivered (or given up on) and close the client."""
     client = TracengentClient(options(platform, **overrides))
     client.record(AgentEvent(name="e", event_id="evt_one"))
@@ -104,7 +99,7 @@ def stats(client: TracengentClient) -> Any:
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_a_transient_answer_is_retried_and_the_batch_stored_once(
-    platform: PlatformServer, status: int
+    platform: FaultFront, status: int
 ) -> None:
     platform.fail_next(EVENTS_PATH, status, times=2)
     with TracengentClient(options(platform)) as client:
@@ -120,7 +115,7 @@ def test_a_transient_answer_is_retried_and_the_batch_stored_once(
 
 
 @pytest.mark.parametrize("fault", ["disconnect", "disconnect_after_storing", "read_timeout"])
-def test_a_transport_error_is_retried(platform: PlatformServer, fault: str) -> None:
+def test_a_transport_error_is_retried(platform: FaultFront, fault: str) -> None:
     if fault == "disconnect":
         platform.drop_next(EVENTS_PATH, times=2)
     elif fault == "disconnect_after_storing":
@@ -139,7 +134,7 @@ def test_a_transport_error_is_retried(platform: PlatformServer, fault: str) -> N
     assert platform.duplicates == (4 if fault == "disconnect_after_storing" else 0)
 
 
-def test_the_platform_going_down_and_coming_back_loses_nothing(platform: PlatformServer) -> None:
+def test_the_platform_going_down_and_coming_back_loses_nothing(platform: FaultFront) -> None:
     platform.down = True
     client = TracengentClient(options(platform, backoff_base_s=0.05, backoff_max_s=0.2))
     for event in events("d", 20):
@@ -196,14 +191,14 @@ def test_a_refused_connection_is_retried_up_to_max_retries() -> None:
 # --- Retry-After ------------------------------------------------------------------------------
 
 
-def test_retry_after_in_seconds_is_waited_out(platform: PlatformServer) -> None:
+def test_retry_after_in_seconds_is_waited_out(platform: FaultFront) -> None:
     platform.fail_next(EVENTS_PATH, 503, retry_after=1)  # 429 with seconds: see test_e2e
     send_one(platform)
     assert arrival_gap(platform) >= 1.0
     assert platform.event_ids() == ["evt_one"]
 
 
-def test_retry_after_as_an_http_date_is_waited_out(platform: PlatformServer) -> None:
+def test_retry_after_as_an_http_date_is_waited_out(platform: FaultFront) -> None:
     # IMF-fixdate has whole seconds: "now + 2 s" is 1 to 2 s away once formatted.
     platform.fail_next(
         EVENTS_PATH, 429, retry_after=email.utils.formatdate(time.time() + 2, usegmt=True)
@@ -224,7 +219,7 @@ def test_retry_after_as_an_http_date_is_waited_out(platform: PlatformServer) -> 
         email.utils.formatdate(time.time() + 86_400, usegmt=True),
     ],
 )
-def test_a_huge_retry_after_is_capped(platform: PlatformServer, value: str) -> None:
+def test_a_huge_retry_after_is_capped(platform: FaultFront, value: str) -> None:
     platform.fail_next(EVENTS_PATH, 429, retry_after=value)
     send_one(platform, max_retry_after_s=0.3)
     gap = arrival_gap(platform)
@@ -246,7 +241,7 @@ def test_a_huge_retry_after_is_capped(platform: PlatformServer, value: str) -> N
         "Wed, 21 Oct 2015 07:28:00 GMT",  # in the past: no wait, not an error
     ],
 )
-def test_a_garbage_retry_after_is_ignored(platform: PlatformServer, value: str) -> None:
+def test_a_garbage_retry_after_is_ignored(platform: FaultFront, value: str) -> None:
     platform.fail_next(EVENTS_PATH, 503, retry_after=value)
     send_one(platform, max_retry_after_s=3)
     # Misread as "huge", it would be capped to 3 s; ignored, only the 0.05 s backoff remains.
@@ -258,7 +253,7 @@ def test_a_garbage_retry_after_is_ignored(platform: PlatformServer, value: str) 
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 422])
-def test_another_4xx_drops_the_batch_without_a_retry(platform: PlatformServer, status: int) -> None:
+def test_another_4xx_drops_the_batch_without_a_retry(platform: FaultFront, status: int) -> None:
     platform.fail_next(EVENTS_PATH, status)
     client = TracengentClient(options(platform))
     for event in events("bad", 3):
@@ -271,7 +266,7 @@ def test_another_4xx_drops_the_batch_without_a_retry(platform: PlatformServer, s
     assert stats(client).dropped["rejected"] == 3 and client.dropped_count == 3
 
 
-def test_a_413_splits_the_batch_and_nothing_is_sent_twice(platform: PlatformServer) -> None:
+def test_a_413_splits_the_batch_and_nothing_is_sent_twice(platform: FaultFront) -> None:
     platform.fail_next(EVENTS_PATH, 413)
     with TracengentClient(options(platform)) as client:
         for event in events("s", 8):
@@ -284,8 +279,8 @@ def test_a_413_splits_the_batch_and_nothing_is_sent_twice(platform: PlatformServ
     assert platform.duplicates == 0 and client.dropped_count == 0
 
 
-def test_batches_are_split_until_they_fit_the_platforms_limit(platform: PlatformServer) -> None:
-    platform.max_body_bytes = 3000
+def test_batches_are_split_until_they_fit_the_platforms_limit(platform: FaultFront) -> None:
+    platform.use_policy(DEFAULT_POLICY_TOML, max_body_bytes=3000)
     client = TracengentClient(options(platform, gzip_threshold_bytes=10**9, max_batch_size=40))
     recorded = events("big", 40)
     for event in recorded:
@@ -303,7 +298,7 @@ def test_batches_are_split_until_they_fit_the_platforms_limit(platform: Platform
 # --- two clients do not retry together ----------------------------------------------------------
 
 
-def test_two_clients_failing_together_do_not_retry_in_lockstep(platform: PlatformServer) -> None:
+def test_two_clients_failing_together_do_not_retry_in_lockstep(platform: FaultFront) -> None:
     retries = 5
     platform.fail_next(EVENTS_PATH, 503, times=2 * (retries + 1))
     clients = {
@@ -356,7 +351,7 @@ def test_two_clients_failing_together_do_not_retry_in_lockstep(platform: Platfor
 
 
 def test_record_never_blocks_and_close_keeps_its_timeout_on_a_blackhole(
-    platform: PlatformServer,
+    platform: FaultFront,
 ) -> None:
     platform.max_hold = 30.0
     platform.blackhole = True
@@ -383,7 +378,7 @@ def test_record_never_blocks_and_close_keeps_its_timeout_on_a_blackhole(
 
 
 def _blackholed_client(
-    platform: PlatformServer, credentials: str, **overrides: object
+    platform: FaultFront, credentials: str, **overrides: object
 ) -> TracengentClient:
     timeouts: dict[str, object] = {
         "authorize_timeout_s": AUTHORIZE_TIMEOUT_S,
@@ -407,7 +402,7 @@ def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
 
 @pytest.mark.parametrize("credentials", CREDENTIALS)
 def test_authorize_against_a_blackhole_is_a_deny_within_its_deadline(
-    platform: PlatformServer, credentials: str
+    platform: FaultFront, credentials: str
 ) -> None:
     client = _blackholed_client(platform, credentials)
     decision, took = _timed(lambda: client.authorize("payments:refund", {"amount": 1}))
@@ -419,7 +414,7 @@ def test_authorize_against_a_blackhole_is_a_deny_within_its_deadline(
 
 
 def test_the_deadline_covers_the_token_fetch_and_the_call_together(
-    platform: PlatformServer,
+    platform: FaultFront,
 ) -> None:
     """A slow token endpoint eats into the same deadline: no decision comes after it."""
     platform.delay = 1.0  # every answer takes 1 s: the token, then the decision (2 s in all)
@@ -435,7 +430,7 @@ def test_the_deadline_covers_the_token_fetch_and_the_call_together(
 
 
 def test_concurrent_authorizers_each_get_their_deny_within_the_deadline(
-    platform: PlatformServer,
+    platform: FaultFront,
 ) -> None:
     """No caller waits for the others: four threads, four denies, each within the deadline."""
     client = _blackholed_client(platform, "token_not_yet_fetched", request_timeout_s=1.6)
@@ -459,7 +454,7 @@ def test_concurrent_authorizers_each_get_their_deny_within_the_deadline(
 
 @pytest.mark.parametrize("credentials", ["ingest_key", "token_not_yet_fetched"])
 async def test_async_authorize_against_a_blackhole_is_a_deny_within_its_deadline(
-    platform: PlatformServer, credentials: str
+    platform: FaultFront, credentials: str
 ) -> None:
     client = AsyncTracengentClient(
         options(
@@ -487,7 +482,7 @@ async def test_async_authorize_against_a_blackhole_is_a_deny_within_its_deadline
     ],
 )
 def test_a_governed_call_fails_closed_within_its_deadline(
-    platform: PlatformServer, kind: str, credentials: str
+    platform: FaultFront, kind: str, credentials: str
 ) -> None:
     reached: list[object] = []
 
@@ -513,7 +508,7 @@ def test_a_governed_call_fails_closed_within_its_deadline(
 
 
 async def test_an_async_governed_call_fails_closed_within_its_deadline(
-    platform: PlatformServer,
+    platform: FaultFront,
 ) -> None:
     reached: list[object] = []
 
@@ -540,7 +535,7 @@ async def test_an_async_governed_call_fails_closed_within_its_deadline(
 
 
 def test_the_token_endpoint_blackholed_does_not_hold_telemetry_past_close(
-    platform: PlatformServer,
+    platform: FaultFront,
 ) -> None:
     """While the dispatcher waits on a token that never comes, close(1) still keeps its timeout."""
     platform.max_hold = 30.0
@@ -557,7 +552,7 @@ def test_the_token_endpoint_blackholed_does_not_hold_telemetry_past_close(
 
 
 def test_asyncio_loop_is_free_while_authorize_waits_on_a_blackhole(
-    platform: PlatformServer,
+    platform: FaultFront,
 ) -> None:
     """The deny arrives on time and other coroutines keep running meanwhile."""
 
