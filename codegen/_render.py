@@ -14,7 +14,7 @@ from ._spec import FORM, Operation, Spec, snake
 from ._validate import SENTINELS, Exchange
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-OUTPUTS = ("__init__.py", "contract.py", "errors.py", "operations.py")
+OUTPUTS = ("__init__.py", "contract.py", "errors.py", "operations.py", "routes.py")
 
 
 def path_expression(op: Operation) -> str:
@@ -49,7 +49,8 @@ def render_templates(
         sentinels=SENTINELS,
     )
     context: dict[str, Any] = {
-        "operations": spec.operations,
+        "operations": [op for op in spec.operations if op.builder],
+        "routes": spec.operations,
         "errors": spec.errors,
         "exchanges": exchanges,
         "models": models,

@@ -47,6 +47,9 @@ class Operation:
     request_is_array: bool
     response_model: str | None  # model of the 2xx answer; None when it has no body
     success_status: int
+    builder: (
+        bool  # False (`x-builder: false`) for what only the platform serves: a route, no builder
+    )
 
     @property
     def path_regex(self) -> re.Pattern[str]:
@@ -55,6 +58,16 @@ class Operation:
             f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)
         )
         return re.compile(f"^{pattern}$")
+
+    @property
+    def route_pattern(self) -> str:
+        """The regex a server matches whole request paths with: each path parameter a group
+        named by its snake_case name, so a match's groups are the handler's keyword arguments."""
+        parts = re.split(r"\{([^}]+)\}", self.path)
+        return "".join(
+            f"(?P<{snake(part)}>[^/]+)" if i % 2 else re.escape(part)
+            for i, part in enumerate(parts)
+        )
 
     @property
     def uses_bearer(self) -> bool:
@@ -210,6 +223,7 @@ def _operation(document: dict[str, Any], path: str, method: str, raw: dict[str, 
         request_is_array=request_is_array,
         response_model=response_model,
         success_status=int(success[0]),
+        builder=raw.get("x-builder", True) is not False,
     )
 
 

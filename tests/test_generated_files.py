@@ -13,7 +13,14 @@ FILES = sorted(p.name for p in GENERATED.iterdir() if p.is_file() and p.suffix =
 
 
 def test_the_package_has_the_expected_files() -> None:
-    assert FILES == ["__init__.py", "contract.py", "errors.py", "models.py", "operations.py"]
+    assert FILES == [
+        "__init__.py",
+        "contract.py",
+        "errors.py",
+        "models.py",
+        "operations.py",
+        "routes.py",
+    ]
     assert (GENERATED / "py.typed").exists()
 
 

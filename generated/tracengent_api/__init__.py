@@ -9,7 +9,7 @@ Pydantic models for every wire shape (`models`), sans-IO request builders and an
 The high-level `tracengent` package is built on these; use them directly for custom flows.
 """
 
-from . import contract, errors, models, operations
+from . import contract, errors, models, operations, routes
 from .errors import (
     ApiDecodeError,
     ApiError,
@@ -38,6 +38,8 @@ from .models import (
     EventStatus,
     EventType,
     GrantType,
+    IngestAccepted,
+    Jwks,
     Money,
     Obligations,
     Redaction,
@@ -111,6 +113,8 @@ __all__ = [
     "EventStatus",
     "EventType",
     "GrantType",
+    "IngestAccepted",
+    "Jwks",
     "models",
     "Money",
     "NotFoundError",
@@ -129,6 +133,7 @@ __all__ = [
     "RateLimitError",
     "Redaction",
     "RedactionStrategy",
+    "routes",
     "ServerError",
     "TokenRequest",
     "TokenResponse",

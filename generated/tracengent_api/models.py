@@ -203,6 +203,37 @@ class GrantType(str, Enum):
     CLIENT_CREDENTIALS = "client_credentials"
 
 
+class IngestAccepted(BaseModel):
+    """
+    The body of an ingest 202. SDKs read only the status (the answers declare no body, so a
+    202 without one is as good), but the platform says what it kept.
+
+    """
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+    )
+    accepted: StrictInt
+    """
+    Events (or lifecycle records) stored by this request.
+    """
+    duplicates: StrictInt | None = None
+    """
+    Events already stored under the same eventId, so not stored again.
+    """
+
+
+class Jwks(BaseModel):
+    """
+    A JSON Web Key Set (RFC 7517) of the platform's token signing keys.
+    """
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+    )
+    keys: list[dict[str, Any]]
+
+
 class Money(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True,

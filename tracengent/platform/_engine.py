@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, unquote
 import jwt
 import tracengent_api as api
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from tracengent_api.routes import ROUTES
 
 from . import _decide as decide, _wirejson as wirejson
 from ._amounts import Unreadable, binding_context
@@ -142,29 +143,31 @@ class Platform:
         self._clock = clock
         self._max_body = max_body_bytes
         self._max_inflated = max_decompressed_bytes
-        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Reply]]] = [
-            ("GET", re.compile(r"/\.well-known/jwks\.json"), self._jwks),
-            ("POST", re.compile(r"/v1/oauth/token"), self._token),
-            ("POST", re.compile(r"/v1/ingest/events"), self._ingest_events),
-            ("POST", re.compile(r"/v1/ingest/traces"), self._ingest_trace),
-            ("POST", re.compile(r"/v1/authorize"), self._authorize),
-            ("GET", re.compile(r"/v1/approvals/(?P<approval_id>[^/]+)"), self._approval),
-            ("POST", re.compile(r"/v1/tool-authorize"), self._tool_authorize),
-            ("POST", re.compile(r"/v1/delegations/(?P<grant_id>[^/]+)/attenuate"), self._attenuate),
-        ]
+        # The generated route table says which operation a request is; this says who answers it.
+        self._handlers: dict[str, Callable[..., Reply]] = {
+            "get_jwks": self._jwks,
+            "oauth_token": self._token,
+            "ingest_events": self._ingest_events,
+            "ingest_traces": self._ingest_trace,
+            "authorize": self._authorize,
+            "get_approval": self._approval,
+            "tool_authorize": self._tool_authorize,
+            "attenuate": self._attenuate,
+        }
 
     # --- entry point ---------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
-            for verb, pattern, handler in self._routes:
-                match = pattern.fullmatch(path)
+            for route in ROUTES:
+                match = route.pattern.fullmatch(path)
                 if match is None:
                     continue
-                if method.upper() != verb:
-                    raise HttpError(405, "method_not_allowed", f"{path} takes {verb}")
+                if method.upper() != route.method:
+                    raise HttpError(405, "method_not_allowed", f"{path} takes {route.method}")
                 params = {k: unquote(v) for k, v in match.groupdict().items()}
+                handler = self._handlers[route.operation]
                 return handler(lowered, self._body(lowered, body), **params)
             raise HttpError(404, "not_found", f"no such endpoint: {method} {path}")
         except HttpError as error:
