@@ -1,4 +1,4 @@
-"""The clients against a real platform stand-in over HTTP on 127.0.0.1 (tests/_platform_server.py)."""
+"""The clients against the real platform over HTTP on 127.0.0.1, through the fault front."""
 
 from __future__ import annotations
 
@@ -22,18 +22,18 @@ from tracengent import (
     TracengentOptions,
 )
 
-from ._platform_server import PlatformServer
+from ._fault_front import FaultFront
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def platform() -> Iterator[PlatformServer]:
-    with PlatformServer() as server:
-        yield server
+def platform() -> Iterator[FaultFront]:
+    with FaultFront() as front:
+        yield front
 
 
-def options(platform: PlatformServer, **overrides: object) -> TracengentOptions:
+def options(platform: FaultFront, **overrides: object) -> TracengentOptions:
     values: dict[str, object] = {
         "agent_id": "demo-agent",
         "base_url": platform.url,
@@ -48,7 +48,7 @@ def options(platform: PlatformServer, **overrides: object) -> TracengentOptions:
     return TracengentOptions(**values)  # type: ignore[arg-type]
 
 
-def test_the_quickstart_scenario(platform: PlatformServer) -> None:
+def test_the_quickstart_scenario(platform: FaultFront) -> None:
     with TracengentClient(options(platform)) as client:
         with client.begin_trace("book a trip to Lisbon", actor_user_id="u_123") as trace:
             trace.step("decided to search flights")
@@ -65,21 +65,22 @@ def test_the_quickstart_scenario(platform: PlatformServer) -> None:
     names = [e["name"] for e in platform.events]
     assert names == ["decided to search flights", "search-flights", "summarize", "refund"]
     assert {e["traceId"] for e in platform.events} == {trace.trace_id}
-    assert platform.traces[0]["status"] == "completed"
+    assert [t.status for t in platform.store.traces()] == ["completed"]
     assert platform.duplicates == 0 and client.dropped_count == 0
 
 
-def test_a_pending_refund_is_approved_by_a_person(platform: PlatformServer) -> None:
-    platform.auto_resolve_approvals("approved", after_polls=2)
+def test_a_pending_refund_is_approved_by_a_person(platform: FaultFront) -> None:
+    platform.review_approvals(True, on_poll=2)
     with TracengentClient(options(platform)) as client:
         client.ensure_authorized("payments:refund", {"amount": 400})
-        assert len(platform.requests_to("/v1/approvals/" + platform.approval_ids()[0])) == 2
-        platform.auto_resolve_approvals("denied", after_polls=1)
+        [approval] = platform.store.approvals()
+        assert len(platform.requests_to("/v1/approvals/" + approval.approval_id)) == 2
+        platform.review_approvals(False, on_poll=1)
         with pytest.raises(NotAuthorizedException, match="denied by a reviewer"):
             client.ensure_authorized("payments:refund", {"amount": 400})
 
 
-def test_503_then_200_delivers_every_event_exactly_once(platform: PlatformServer) -> None:
+def test_503_then_200_delivers_every_event_exactly_once(platform: FaultFront) -> None:
     platform.fail_next("/v1/ingest/events", 503, times=2)
     with TracengentClient(options(platform)) as client:
         for i in range(20):
@@ -89,7 +90,7 @@ def test_503_then_200_delivers_every_event_exactly_once(platform: PlatformServer
     assert platform.duplicates == 0 and client.dropped_count == 0
 
 
-def test_a_response_lost_after_processing_is_deduplicated(platform: PlatformServer) -> None:
+def test_a_response_lost_after_processing_is_deduplicated(platform: FaultFront) -> None:
     platform.drop_next("/v1/ingest/events", process=True)
     with TracengentClient(options(platform)) as client:
         for i in range(5):
@@ -99,7 +100,7 @@ def test_a_response_lost_after_processing_is_deduplicated(platform: PlatformServ
     assert platform.duplicates == 5  # the retry carried the same event ids
 
 
-def test_429_with_retry_after_waits_at_least_that_long(platform: PlatformServer) -> None:
+def test_429_with_retry_after_waits_at_least_that_long(platform: FaultFront) -> None:
     platform.fail_next("/v1/ingest/events", 429, retry_after=1)
     with TracengentClient(options(platform)) as client:
         client.record(AgentEvent(name="e"))
@@ -108,7 +109,7 @@ def test_429_with_retry_after_waits_at_least_that_long(platform: PlatformServer)
     assert second.time - first.time >= 1.0
 
 
-def test_platform_down_close_returns_in_about_its_timeout(platform: PlatformServer) -> None:
+def test_platform_down_close_returns_in_about_its_timeout(platform: FaultFront) -> None:
     platform.down = True
     client = TracengentClient(options(platform, max_retries=50))
     for i in range(300):
@@ -124,7 +125,7 @@ def test_platform_down_close_returns_in_about_its_timeout(platform: PlatformServ
 
 
 def test_a_blackholed_platform_neither_blocks_record_nor_authorize(
-    platform: PlatformServer,
+    platform: FaultFront,
 ) -> None:
     platform.blackhole = True
     client = TracengentClient(options(platform, authorize_timeout_s=0.5, request_timeout_s=0.5))
@@ -137,7 +138,7 @@ def test_a_blackholed_platform_neither_blocks_record_nor_authorize(
     assert client.dropped_count == 1000
 
 
-async def test_the_async_client_end_to_end(platform: PlatformServer) -> None:
+async def test_the_async_client_end_to_end(platform: FaultFront) -> None:
     async with AsyncTracengentClient(options(platform)) as client:
         async with client.begin_trace("async trip") as trace:
 
@@ -172,7 +173,7 @@ CHILD_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_delivers_its_own_events_and_not_the_parents(
-    platform: PlatformServer,
+    platform: FaultFront,
 ) -> None:
     body = textwrap.dedent(
         """
@@ -195,7 +196,7 @@ def test_a_forked_child_delivers_its_own_events_and_not_the_parents(
     assert platform.duplicates == 0
 
 
-def test_a_script_that_never_closes_still_delivers_at_exit(platform: PlatformServer) -> None:
+def test_a_script_that_never_closes_still_delivers_at_exit(platform: FaultFront) -> None:
     script = CHILD_SCRIPT.replace("BODY", "print('exiting without close')")
     done = subprocess.run(
         [sys.executable, "-c", script, platform.url], capture_output=True, text=True, timeout=60
@@ -204,10 +205,10 @@ def test_a_script_that_never_closes_still_delivers_at_exit(platform: PlatformSer
     assert sorted(e["name"] for e in platform.events) == [f"parent-{i}" for i in range(5)]
 
 
-async def test_the_async_client_never_blocks_the_event_loop(platform: PlatformServer) -> None:
+async def test_the_async_client_never_blocks_the_event_loop(platform: FaultFront) -> None:
     """A ticker keeps ticking while every kind of call waits on a slow platform."""
     platform.delay = 0.6
-    platform.auto_resolve_approvals("approved", after_polls=2)
+    platform.review_approvals(True, on_poll=2)
     gaps: list[float] = []
     stop = asyncio.Event()
 
