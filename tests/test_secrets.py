@@ -36,7 +36,7 @@ from tracengent import (
 from tracengent.platform import PlatformApp, open_platform, use_embedded_platform
 from tracengent.platform._keys import SigningKeys
 
-from ._platform_server import PlatformServer
+from ._fault_front import FaultFront
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_SECRET = "ags_demo"
@@ -244,9 +244,9 @@ LEAKY = "s3cr3t-value-4f9a"
 
 
 @pytest.fixture
-def standin() -> Iterator[PlatformServer]:
-    with PlatformServer() as server:
-        yield server
+def front() -> Iterator[FaultFront]:
+    with FaultFront() as platform:
+        yield platform
 
 
 def _texts_of(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -255,21 +255,21 @@ def _texts_of(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @pytest.mark.parametrize("where", ["ingest_key", "client_secret", "delegated_token"])
 def test_a_secret_with_a_stray_newline_is_never_echoed(
-    every_log: pytest.LogCaptureFixture, standin: PlatformServer, where: str
+    every_log: pytest.LogCaptureFixture, front: FaultFront, where: str
 ) -> None:
     """A secret read from a file often ends in a newline; h11 refuses it as a header value,
     and the refusal (which quotes the value) must not carry the secret into a log record, a
     decision's reason or an exception."""
     values: dict[str, object] = {
         "agent_id": "demo-agent",
-        "base_url": standin.url,
+        "base_url": front.url,
         "flush_interval_ms": 20,
         "backoff_base_s": 0.01,
         "backoff_max_s": 0.02,
         "max_retries": 1,
         "ingest_key": "agk_demo",
     }
-    delegated = standin.mint_delegated_token(["hotels:*"])
+    _, delegated = front.platform.grant("demo-agent", ["hotels:*"], acting_for="u_1")
     secret = {
         "ingest_key": f"agk_{LEAKY}",
         "client_secret": f"ags_{LEAKY}",
