@@ -17,18 +17,64 @@ from tracengent import (
     TracengentOptions,
 )
 
-from ._platform_server import PlatformServer
+from ._fault_front import FaultFront
 from ._recording import RecordingPlatform
 from ._wire import assert_conforms
 
+# The agents a delegation may reach: the platform refuses to attenuate for an unknown callee.
+POLICY = """
+currency = "EUR"
+
+[[agents]]
+id = "demo-agent"
+client_id = "key_demo"
+client_secret = "ags_demo"
+ingest_key = "agk_demo"
+permissions = ["flights:*", "hotels:*", "travel:*"]
+
+[[agents]]
+id = "agt_hotel"
+ingest_key = "agk_hotel"
+permissions = ["hotels:*", "travel:hotels:*"]
+
+[[agents]]
+id = "agt_booking"
+ingest_key = "agk_booking"
+permissions = ["travel:hotels:book"]
+
+[[agents]]
+id = "agt_x"
+ingest_key = "agk_x"
+permissions = ["hotels:book"]
+"""
+
 
 @pytest.fixture
-def platform() -> Iterator[PlatformServer]:
-    with PlatformServer() as server:
-        yield server
+def platform() -> Iterator[FaultFront]:
+    with FaultFront(POLICY) as front:
+        yield front
 
 
-def client_for(platform: PlatformServer) -> TracengentClient:
+def delegated(
+    platform: FaultFront,
+    permissions: list[str],
+    acting_for: str = "u_1",
+    max_amount: float | None = None,
+    ttl: int = 300,
+) -> str:
+    """A user's grant to demo-agent, as `tracengent grant` mints it: the delegated token."""
+    _, token = platform.platform.grant(
+        "demo-agent", permissions, acting_for=acting_for, max_amount=max_amount, ttl_s=ttl
+    )
+    return token
+
+
+def attenuated(platform: FaultFront) -> list[object]:
+    """The child tokens the platform minted (its answers to attenuation requests)."""
+    return [r for r in platform.requests if r.path.endswith("/attenuate") and r.status == 200]
+
+
+def client_for(platform: FaultFront) -> TracengentClient:
     return TracengentClient(
         TracengentOptions(
             agent_id="demo-agent",
@@ -87,10 +133,8 @@ def test_an_empty_child_token_is_a_delegation_error(answered: str) -> None:
             session.attenuate_for_call("agt_hotel", ["hotels:book"])
 
 
-def test_a_session_authorizes_with_its_delegated_token(platform: PlatformServer) -> None:
-    token = platform.mint_delegated_token(
-        ["flights:*"], acting_for="besar", chain=("besar", "demo-agent")
-    )
+def test_a_session_authorizes_with_its_delegated_token(platform: FaultFront) -> None:
+    token = delegated(platform, ["flights:*"], acting_for="besar")
     with client_for(platform) as client:
         session = client.begin_delegated_task(token)
         assert session.is_delegated and session.acting_for == "besar"
@@ -114,10 +158,8 @@ def test_a_session_authorizes_with_its_delegated_token(platform: PlatformServer)
     assert token not in repr(session)
 
 
-def test_a_chain_of_two_hops(platform: PlatformServer) -> None:
-    token = platform.mint_delegated_token(
-        ["travel:*"], acting_for="besar", chain=("besar", "demo-agent"), max_amount=1000
-    )
+def test_a_chain_of_two_hops(platform: FaultFront) -> None:
+    token = delegated(platform, ["travel:*"], acting_for="besar", max_amount=1000)
     with client_for(platform) as client:
         root = client.begin_delegated_task(token)
         hotel = root.attenuate_for_call("agt_hotel", ["travel:hotels:*"], max_amount=500)
@@ -131,19 +173,19 @@ def test_a_chain_of_two_hops(platform: PlatformServer) -> None:
             booking.attenuate_for_call("agt_x", ["travel:hotels:cancel"])
 
 
-def test_widening_is_refused_locally_before_any_request(platform: PlatformServer) -> None:
-    token = platform.mint_delegated_token(["hotels:book"], max_amount=500)
+def test_widening_is_refused_locally_before_any_request(platform: FaultFront) -> None:
+    token = delegated(platform, ["hotels:book"], max_amount=500)
     with client_for(platform) as client:
         session = client.begin_delegated_task(token)
         with pytest.raises(DelegationException, match="'flights:book' is not covered"):
             session.attenuate_for_call("agt_x", ["hotels:book", "flights:book"])
         with pytest.raises(DelegationException, match="maxAmount 900 is larger"):
             session.attenuate_for_call("agt_x", ["hotels:book"], max_amount=900)
-    assert platform.delegations == [] and platform.requests == []
+    assert attenuated(platform) == [] and platform.requests == []
 
 
-def test_widening_is_refused_by_the_platform_with_its_reason(platform: PlatformServer) -> None:
-    token = platform.mint_delegated_token(["hotels:book"], ttl=60)
+def test_widening_is_refused_by_the_platform_with_its_reason(platform: FaultFront) -> None:
+    token = delegated(platform, ["hotels:book"], ttl=60)
     with client_for(platform) as client:
         with pytest.raises(DelegationException) as refused:
             client.begin_delegated_task(token).attenuate_for_call(
@@ -153,12 +195,13 @@ def test_widening_is_refused_by_the_platform_with_its_reason(platform: PlatformS
     assert "expir" in str(refused.value).lower()
 
 
-def test_an_expired_or_plain_token_cannot_attenuate(platform: PlatformServer) -> None:
-    expired = platform.mint_delegated_token(["hotels:book"], ttl=-10)
+def test_an_expired_or_plain_token_cannot_attenuate(platform: FaultFront) -> None:
+    expired = delegated(platform, ["hotels:book"], ttl=-10)
     with client_for(platform) as client:
         with pytest.raises(DelegationException, match="has expired"):
             client.begin_delegated_task(expired).attenuate_for_call("agt_x", ["hotels:book"])
-        plain = client.begin_delegated_task(platform.issue_access_token())
+        access = platform.platform.keys.mint({"sub": "demo-agent", "permissions": ["*"]}, 900)
+        plain = client.begin_delegated_task(access)  # signed as the token endpoint signs
         assert not plain.is_delegated
         with pytest.raises(DelegationException, match="not a delegated token"):
             plain.attenuate_for_call("agt_x", ["hotels:book"])
@@ -168,13 +211,11 @@ def test_an_expired_or_plain_token_cannot_attenuate(platform: PlatformServer) ->
         assert "whitespace" in spaced.authorize("x").reason
         with pytest.raises(DelegationException, match="whitespace"):
             spaced.attenuate_for_call("agt_x", ["x"])
-    assert platform.delegations == []
+    assert attenuated(platform) == []
 
 
-async def test_async_delegation(platform: PlatformServer) -> None:
-    token = platform.mint_delegated_token(
-        ["hotels:*"], acting_for="besar", chain=("besar", "demo-agent")
-    )
+async def test_async_delegation(platform: FaultFront) -> None:
+    token = delegated(platform, ["hotels:*"], acting_for="besar")
     options = TracengentOptions(agent_id="demo-agent", base_url=platform.url, ingest_key="agk_demo")
     async with AsyncTracengentClient(options) as client:
         session = client.begin_delegated_task(token)
