@@ -14,30 +14,59 @@ from tracengent import (
     TracengentOptions,
 )
 
-from ._platform_server import PlatformServer, ToolRule
+from ._fault_front import FaultFront
+
+# A passport masked, a memo removed, a tool the agent may not use, one that waits for a person.
+POLICY = """
+currency = "EUR"
+
+[[agents]]
+id = "demo-agent"
+ingest_key = "agk_demo"
+permissions = ["flights:*", "hotels:*", "funds:*"]
+
+[[agents]]
+id = "agt_admin"
+ingest_key = "agk_admin"
+permissions = ["admin:*"]
+
+[[limits]]
+permission = "hotels:book"
+require_approval_over = 0
+
+[[tools.mcp]]
+name = "search_flights"
+permission = "flights:search"
+redactions = [{ field = "$.passport", strategy = "mask" }]
+
+[[tools.mcp]]
+name = "book_hotel"
+permission = "hotels:book"
+amount_field = "$.amount"
+
+[[tools.function]]
+name = "transfer_funds"
+permission = "funds:transfer"
+redactions = [{ field = "$.memo", strategy = "remove" }]
+
+[[tools.function]]
+name = "wipe_disk"
+permission = "admin:wipe"
+"""
+NOT_GRANTED = "'admin:wipe' is not granted to agent demo-agent"
 
 
 @pytest.fixture
-def platform() -> Iterator[PlatformServer]:
-    with PlatformServer() as server:
-        server.tool_rules[("mcp", "search_flights")] = ToolRule(
-            redactions=({"field": "$.passport", "strategy": "mask"},)
-        )
-        server.tool_rules[("function", "transfer_funds")] = ToolRule(
-            redactions=({"field": "$.memo", "strategy": "remove"},)
-        )
-        server.tool_rules[("function", "wipe_disk")] = ToolRule(
-            decision="deny", reason="never", permission="admin:wipe"
-        )
-        server.tool_rules[("mcp", "book_hotel")] = ToolRule(decision="pending")
-        yield server
+def platform() -> Iterator[FaultFront]:
+    with FaultFront(POLICY) as front:
+        yield front
 
 
-def options(platform: PlatformServer) -> TracengentOptions:
+def options(platform: FaultFront) -> TracengentOptions:
     return TracengentOptions(agent_id="demo-agent", base_url=platform.url, ingest_key="agk_demo")
 
 
-def test_guard_mcp_and_function(platform: PlatformServer) -> None:
+def test_guard_mcp_and_function(platform: FaultFront) -> None:
     calls: list[object] = []
     with TracengentClient(options(platform)) as client:
         gate = client.tools
@@ -54,10 +83,10 @@ def test_guard_mcp_and_function(platform: PlatformServer) -> None:
         with pytest.raises(ToolDeniedException) as denied:
             gate.guard_function("wipe_disk", {}, calls.append)
         with pytest.raises(ToolPendingApprovalException):
-            gate.guard_mcp("book_hotel", {"city": "LIS"}, calls.append)
+            gate.guard_mcp("book_hotel", {"city": "LIS", "amount": 120}, calls.append)
         guard = gate.authorize_function("wipe_disk")
     assert calls == [{"from": "LIS", "passport": "***REDACTED***"}, {"to": "acct_1", "amount": 50}]
-    assert (denied.value.reason, denied.value.permission) == ("never", "admin:wipe")
+    assert (denied.value.reason, denied.value.permission) == (NOT_GRANTED, "admin:wipe")
     assert guard.allowed is False and guard.decision.status == "denied"
     assert [r["transport"] for r in platform.tool_requests] == [
         "mcp",
@@ -70,7 +99,7 @@ def test_guard_mcp_and_function(platform: PlatformServer) -> None:
     assert platform.tool_requests[1]["functionName"] == "transfer_funds"
 
 
-def test_the_governed_decorator(platform: PlatformServer) -> None:
+def test_the_governed_decorator(platform: FaultFront) -> None:
     with TracengentClient(options(platform)) as client:
 
         @client.tools.governed()
@@ -87,7 +116,7 @@ def test_the_governed_decorator(platform: PlatformServer) -> None:
     assert platform.tool_requests[0]["body"] == {"to": "acct_1", "amount": 50, "memo": "rent"}
 
 
-def test_an_unreachable_platform_never_lets_a_tool_run(platform: PlatformServer) -> None:
+def test_an_unreachable_platform_never_lets_a_tool_run(platform: FaultFront) -> None:
     platform.down = True
     ran: list[int] = []
     with TracengentClient(options(platform)) as client:
@@ -96,7 +125,7 @@ def test_an_unreachable_platform_never_lets_a_tool_run(platform: PlatformServer)
     assert ran == [] and "fail-closed" in denied.value.reason
 
 
-async def test_the_async_gate(platform: PlatformServer) -> None:
+async def test_the_async_gate(platform: FaultFront) -> None:
     async with AsyncTracengentClient(options(platform)) as client:
         gate = client.tools
 
@@ -118,5 +147,5 @@ async def test_the_async_gate(platform: PlatformServer) -> None:
         assert await transfer_funds("acct_1", "rent") == "acct_1:None"
         with pytest.raises(ToolDeniedException):
             await wipe()
-        guard = await gate.authorize_mcp("book_hotel", {"city": "LIS"})
+        guard = await gate.authorize_mcp("book_hotel", {"city": "LIS", "amount": 120})
         assert guard.decision.pending
