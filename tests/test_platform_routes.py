@@ -71,3 +71,24 @@ def test_a_path_parameter_reaches_the_handler_percent_decoded(served: Served) ->
     assert api.ErrorBody.model_validate_json(answer.content).reason == (
         "no approval apr x:1 for this agent"
     )
+
+
+def test_ingest_answers_what_it_kept_as_ingest_accepted(served: Served) -> None:
+    event = api.Event(
+        event_id="evt_routes_1",
+        agent_id="demo-agent",
+        type=api.EventType.ACTION,
+        name="kept once",
+        status=api.EventStatus.SUCCESS,
+        occurred_at="2026-11-25T13:50:58+00:00",
+    )
+    with httpx.Client(timeout=10) as http:
+        answers = [
+            http.send(api.build_ingest_events([event], base_url=served.url, ingest_key="agk_demo"))
+            for _ in range(2)
+        ]
+    assert [a.status_code for a in answers] == [202, 202]
+    assert [api.IngestAccepted.model_validate_json(a.content) for a in answers] == [
+        api.IngestAccepted(accepted=1, duplicates=0),
+        api.IngestAccepted(accepted=0, duplicates=1),
+    ]

@@ -11,9 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import tracengent_api as api
+
 from .._permissions import any_permission_matches
 from ._amounts import Unreadable, context_money, describe
 from ._policy import AgentPolicy, PermissionLimit, Policy, ToolBinding
+from ._wire import ESTIMATED_TOKENS, MAX_AMOUNT
 
 Status = Literal["allowed", "denied", "pending_approval"]
 
@@ -33,7 +36,7 @@ class Grant:
 class Verdict:
     status: Status
     reason: str
-    obligations: dict[str, Any] | None = None
+    obligations: api.Obligations | None = None
     reserve_tokens: int | None = None
     redactions: tuple[tuple[str, str], ...] = ()
     limit: PermissionLimit | None = field(default=None, repr=False)
@@ -105,14 +108,15 @@ def authorize(
     ):
         return Verdict(
             "denied",
-            f"amount {amount:g} {policy.currency} exceeds the grant's maxAmount {grant.max_amount:g}",
+            f"amount {amount:g} {policy.currency} exceeds the grant's {MAX_AMOUNT}"
+            f" {grant.max_amount:g}",
         )
 
     if limit is not None and amount is not None:
         if limit.max_amount is not None and amount > limit.max_amount:
             return Verdict(
                 "denied",
-                f"amount {amount:g} {policy.currency} exceeds maxAmount {limit.max_amount:g}",
+                f"amount {amount:g} {policy.currency} exceeds {MAX_AMOUNT} {limit.max_amount:g}",
             )
         if limit.require_approval_over is not None and amount > limit.require_approval_over:
             return Verdict(
@@ -124,12 +128,12 @@ def authorize(
 
     reserve = None
     if permission.lower() == "llm:call":  # "LLM:CALL" from an agent holding "*" too
-        estimated = context.get("estimatedTokens")
+        estimated = context.get(ESTIMATED_TOKENS)
         if estimated is not None and (
             isinstance(estimated, bool) or not isinstance(estimated, int) or estimated < 0
         ):
             return Verdict(
-                "denied", f"estimatedTokens {estimated!r} is not a token count (0 or more)"
+                "denied", f"{ESTIMATED_TOKENS} {estimated!r} is not a token count (0 or more)"
             )
         budget = agent.llm_token_budget
         if budget is not None and estimated is None and tokens_committed >= budget:
@@ -147,19 +151,20 @@ def authorize(
     return Verdict("allowed", "ok", obligations(policy, limit), reserve, limit=limit)
 
 
-def obligations(policy: Policy, limit: PermissionLimit | None) -> dict[str, Any] | None:
+def obligations(policy: Policy, limit: PermissionLimit | None) -> api.Obligations | None:
+    """What an allow binds the caller to: the limit's amounts (in the policy currency) and the
+    fields it must redact; None when the limit binds nothing."""
     if limit is None:
         return None
-    wire: dict[str, Any] = {}
-    if limit.max_amount is not None:
-        wire["maxAmount"] = limit.max_amount
-    if limit.require_approval_over is not None:
-        wire["requireApprovalOver"] = limit.require_approval_over
-    if wire:
-        wire["currency"] = policy.currency
-    if limit.redact_fields:
-        wire["redactFields"] = list(limit.redact_fields)
-    return wire or None
+    amounts = limit.max_amount is not None or limit.require_approval_over is not None
+    if not amounts and not limit.redact_fields:
+        return None
+    return api.Obligations(
+        max_amount=limit.max_amount,
+        require_approval_over=limit.require_approval_over,
+        currency=policy.currency if amounts else None,
+        redact_fields=list(limit.redact_fields) or None,
+    )
 
 
 def tool_redactions(

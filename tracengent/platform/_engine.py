@@ -33,6 +33,7 @@ from ._amounts import Unreadable, binding_context
 from ._keys import SigningKeys
 from ._policy import AgentPolicy, Policy
 from ._store import DecisionRecord, Grant as StoredGrant, NotTraceOwner, Store
+from ._wire import MAX_AMOUNT, TRACE_ID
 
 logger = logging.getLogger("tracengent.platform")
 M = TypeVar("M", bound=BaseModel)
@@ -82,10 +83,6 @@ _TRACE_CLOSE = _strict(api.TraceClose)
 _AUTHORIZE = _strict(api.AuthorizeRequest)
 _TOOL = _strict(api.ToolAuthorizeRequest)
 _ATTENUATE = _strict(api.AttenuateRequest)
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _dump(model: BaseModel) -> bytes:
@@ -171,12 +168,11 @@ class Platform:
                 return handler(lowered, self._body(lowered, body), **params)
             raise HttpError(404, "not_found", f"no such endpoint: {method} {path}")
         except HttpError as error:
-            return Reply(error.status, _json({"error": error.error, "reason": error.reason}))
+            return Reply(error.status, _dump(api.ErrorBody(error=error.error, reason=error.reason)))
         except Exception:
             logger.exception("tracengent platform: unexpected error on %s %s", method, path)
-            return Reply(
-                500, _json({"error": "internal", "reason": "unexpected error; see the log"})
-            )
+            answer = api.ErrorBody(error="internal", reason="unexpected error; see the log")
+            return Reply(500, _dump(answer))
 
     def _body(self, headers: Mapping[str, str], body: bytes) -> bytes:
         if len(body) > self._max_body:
@@ -279,7 +275,7 @@ class Platform:
     # --- endpoints ---------------------------------------------------------------------------------
 
     def _jwks(self, headers: Mapping[str, str], body: bytes) -> Reply:
-        return Reply(200, _json(self.keys.jwks()))
+        return Reply(200, _dump(self.keys.jwks()))
 
     def _token(self, headers: Mapping[str, str], body: bytes) -> Reply:
         try:
@@ -321,8 +317,10 @@ class Platform:
         for event in fresh:
             tokens = (event.get("usage") or {}).get("tokens")
             if event.get("type") == "llm_call" and isinstance(tokens, int):
-                self.store.reconcile_tokens(caller.agent.agent_id, event.get("traceId"), tokens)
-        return Reply(202, _json({"accepted": len(fresh), "duplicates": len(wire) - len(fresh)}))
+                self.store.reconcile_tokens(caller.agent.agent_id, event.get(TRACE_ID), tokens)
+        return Reply(
+            202, _dump(api.IngestAccepted(accepted=len(fresh), duplicates=len(wire) - len(fresh)))
+        )
 
     def _ingest_trace(self, headers: Mapping[str, str], body: bytes) -> Reply:
         """A trace's close, from the agent that owns the trace only (see `Store.trace_owner`).
@@ -341,7 +339,7 @@ class Platform:
                 f"trace {refused.trace_id} belongs to another agent: only the agent that opened"
                 " a trace may close it",
             ) from None
-        return Reply(202, _json({"accepted": 1}))
+        return Reply(202, _dump(api.IngestAccepted(accepted=1)))
 
     def _record(
         self,
@@ -444,9 +442,7 @@ class Platform:
             approval_id=approval_id,
             acting_for=caller.grant.acting_for if caller.grant else None,
             chain=list(caller.grant.chain) if caller.grant else None,
-            obligations=api.Obligations.model_validate(verdict.obligations)
-            if verdict.obligations
-            else None,
+            obligations=verdict.obligations,
         )
         return Reply(200, _dump(answer))
 
@@ -572,7 +568,7 @@ class Platform:
             raise HttpError(
                 403,
                 "forbidden",
-                f"maxAmount {max_amount:g} is larger than the parent's {parent.max_amount:g}",
+                f"{MAX_AMOUNT} {max_amount:g} is larger than the parent's {parent.max_amount:g}",
             )
         now = self._clock()
         parent_exp = caller.token_exp or now

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jwt
+import tracengent_api as api
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
@@ -45,10 +46,10 @@ class SigningKeys:
             raise ValueError("the stored signing key is not an Ed25519 key")
         return cls(key)
 
-    def jwks(self) -> dict[str, Any]:
+    def jwks(self) -> api.Jwks:
         jwk = json.loads(OKPAlgorithm.to_jwk(self._public))
         jwk.update(kid=self.kid, alg="EdDSA", use="sig")
-        return {"keys": [jwk]}
+        return api.Jwks(keys=[jwk])
 
     def mint(self, claims: Mapping[str, Any], ttl_s: float, now: float | None = None) -> str:
         issued = time.time() if now is None else now

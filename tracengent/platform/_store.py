@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from ._wire import EVENT_ID, OCCURRED_AT, ROOT_REQUEST, TRACE_ID
+
 SCHEMA_VERSION = 1
 DB_NAME = "platform.sqlite3"
 
@@ -172,7 +174,7 @@ class TimelineEntry:
 _T = TypeVar("_T")
 _JSON_FIELDS = frozenset({"context", "chain", "permissions"})
 _TUPLE_FIELDS = frozenset({"chain", "permissions"})
-_EVENT_KEYS = ("eventId", "traceId", "type", "name", "occurredAt", "rootRequest")
+_EVENT_KEYS = (EVENT_ID, TRACE_ID, "type", "name", OCCURRED_AT, ROOT_REQUEST)
 _FRACTION = re.compile(r"\.(\d+)")
 
 
@@ -374,12 +376,12 @@ class Store:
         Raises NotTraceOwner when another agent owns the trace. A close stored by a non-owner
         (a database from before ownership was checked) gives way to the owner's.
         """
-        trace_id = _str(close.get("traceId"))
+        trace_id = _str(close.get(TRACE_ID))
         if trace_id is None:
             return False
         now = self._clock()
-        at = parse_time(close.get("occurredAt"))
-        row = (trace_id, agent_id, _str(close.get("status")), _str(close.get("rootRequest")))
+        at = parse_time(close.get(OCCURRED_AT))
+        row = (trace_id, agent_id, _str(close.get("status")), _str(close.get(ROOT_REQUEST)))
         with self._write() as db:
             owner = self._owner(db, trace_id)
             if owner is not None and owner != agent_id:

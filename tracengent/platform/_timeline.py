@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._store import Approval, Store, TimelineEntry, TraceSummary
+from ._wire import AGENT_ID, DURATION_MS, ESTIMATED_TOKENS, ROOT_REQUEST
 
 OK, FAILED = "✓", "✗"
 _MAX_TEXT = 200  # longer names, reasons and messages are cut: one entry stays one readable line
@@ -149,24 +150,24 @@ def _event_line(event: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "decision":
         return "step", _text(event.get("name")) or "(unnamed step)"
     if kind == "tool_call":
-        return "tool", _join(_outcome(event), _duration_ms(event.get("durationMs")))
+        return "tool", _join(_outcome(event), _duration_ms(event.get(DURATION_MS)))
     if kind == "llm_call":
         details = (_tokens(event), _model(event), _money(event.get("cost")))
-        return "llm", _join(_outcome(event), *details, _duration_ms(event.get("durationMs")))
+        return "llm", _join(_outcome(event), *details, _duration_ms(event.get(DURATION_MS)))
     if kind == "action":
         cost = _money(event.get("cost"))
-        return "action", _join(_outcome(event), cost, _duration_ms(event.get("durationMs")))
+        return "action", _join(_outcome(event), cost, _duration_ms(event.get(DURATION_MS)))
     # Anything else (error, lifecycle, a type from a newer SDK) is shown by what every event has.
     label = _text(kind, 16) or "event"
     status = _text(event.get("status"), 20)
     message = _error_message(event) if _mark(event) == FAILED else ""
     name = _text(event.get("name")) or "(unnamed)"
-    return label, _join(name, status, message, _duration_ms(event.get("durationMs")))
+    return label, _join(name, status, message, _duration_ms(event.get(DURATION_MS)))
 
 
 def _context_details(context: Any) -> str:
     amount = format_amount(_field(context, "amount"), _field(context, "currency"))
-    tokens = _number(_field(context, "estimatedTokens"))
+    tokens = _number(_field(context, ESTIMATED_TOKENS))
     return _join(amount, "" if tokens is None else f"est. {tokens:.0f} tokens")
 
 
@@ -253,8 +254,8 @@ def render_timeline(store: Store, trace_id: str) -> str:
     status = _text(closes[-1].data.get("status"), 30) if closes else ""
     header = _join(
         f"trace {_text(trace_id, 120)}",
-        f"agent {_text(_first(entries, 'agentId', 'agent_id'), 120) or '?'}",
-        f"root {_quoted(_first(entries, 'rootRequest')) or '-'}",
+        f"agent {_text(_first(entries, AGENT_ID, 'agent_id'), 120) or '?'}",
+        f"root {_quoted(_first(entries, ROOT_REQUEST)) or '-'}",
         f"duration {_seconds(end - start)}",
         f"status {status or ('closed' if closes else 'open')}",
     )

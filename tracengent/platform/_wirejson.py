@@ -29,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
+from ._wire import DURATION_MS, ESTIMATED_TOKENS, EXPIRES_IN_SECONDS, MAX_AMOUNT
+
 __all__ = [
     "ATTENUATE_NUMBERS",
     "AUTHORIZE_NUMBERS",
@@ -185,15 +187,15 @@ class NumberRule:
 
 AUTHORIZE_NUMBERS: Final = (
     NumberRule(("context", "amount"), "amount"),
-    NumberRule(("context", "estimatedTokens"), "count"),
+    NumberRule(("context", ESTIMATED_TOKENS), "count"),
 )
 ATTENUATE_NUMBERS: Final = (
-    NumberRule(("maxAmount",), "amount"),
-    NumberRule(("expiresInSeconds",), "seconds"),
+    NumberRule((MAX_AMOUNT,), "amount"),
+    NumberRule((EXPIRES_IN_SECONDS,), "seconds"),
 )
 EVENT_NUMBERS: Final = (
     NumberRule(("*", "usage", "tokens"), "count"),
-    NumberRule(("*", "durationMs"), "count"),
+    NumberRule(("*", DURATION_MS), "count"),
     NumberRule(("*", "cost", "amount"), "amount"),
 )
 
