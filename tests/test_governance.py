@@ -20,20 +20,64 @@ from tracengent import (
     governed_client,
 )
 
-from ._platform_server import PlatformServer, ToolRule
+from ._fault_front import FaultFront
 from ._recording import RecordingPlatform
 from ._tool_server import ToolServer
 from ._wire import assert_conforms
 
-CARD_REMOVED = ({"field": "$.card", "strategy": "remove"},)
+CARD_REMOVED = '[{ field = "$.card", strategy = "remove" }]'
+NOT_GRANTED = "'payments:refund' is not granted to agent demo-agent"
+
+
+def policy(
+    *,
+    agent_holds: str = "payments:*",
+    approval_over: int = 300,
+    refunds_bound_to: str = "payments:refund",
+    redactions: str = CARD_REMOVED,
+    tool_host_allowed: bool = True,
+) -> str:
+    """The tool server (127.0.0.1, not localhost) governed: POST /v1/refunds bound to a
+    permission; its other paths allowed; refunds limited as in the demo policy."""
+    # A binding's host must be allowlisted: off the list, the refunds are bound on Stripe's.
+    host = "127.0.0.1" if tool_host_allowed else "api.stripe.com"
+    return f"""
+currency = "EUR"
+unbound_paths = "allow"
+egress_allowlist = ["api.stripe.com", "{host}"]
+
+[[agents]]
+id = "demo-agent"
+client_id = "key_demo"
+client_secret = "ags_demo"
+ingest_key = "agk_demo"
+permissions = ["{agent_holds}"]
+
+[[agents]]
+id = "agt_finance"
+ingest_key = "agk_finance"
+permissions = ["payments:*"]
+
+[[limits]]
+permission = "payments:refund"
+max_amount = 1000
+require_approval_over = {approval_over}
+redact_fields = ["$.card"]
+
+[[tools.http]]
+host = "{host}"
+method = "POST"
+path = "/v1/refunds"
+permission = "{refunds_bound_to}"
+amount_field = "$.amount"
+redactions = {redactions}
+"""
 
 
 @pytest.fixture
-def platform() -> Iterator[PlatformServer]:
-    with PlatformServer() as server:
-        server.tool_rules[("http", "127.0.0.1")] = ToolRule(redactions=CARD_REMOVED)
-        server.egress_denylist.add("localhost")
-        yield server
+def platform() -> Iterator[FaultFront]:
+    with FaultFront(policy()) as front:
+        yield front
 
 
 @pytest.fixture
@@ -42,7 +86,7 @@ def tool() -> Iterator[ToolServer]:
         yield server
 
 
-def client_for(platform: PlatformServer, **overrides: object) -> TracengentClient:
+def client_for(platform: FaultFront, **overrides: object) -> TracengentClient:
     values: dict[str, object] = {
         "agent_id": "demo-agent",
         "base_url": platform.url,
@@ -84,9 +128,7 @@ def test_tool_authorize_http_and_mcp_conform() -> None:
 # --- the egress gate against a real tool server -------------------------------------------------
 
 
-def test_an_allowed_post_reaches_the_tool_redacted(
-    platform: PlatformServer, tool: ToolServer
-) -> None:
+def test_an_allowed_post_reaches_the_tool_redacted(platform: FaultFront, tool: ToolServer) -> None:
     with client_for(platform) as client, governed_client(client, base_url=tool.url()) as http:
         response = http.post("/v1/refunds", json={"amount": 280, "card": "4242", "note": "café"})
     assert response.json() == {"ok": True}
@@ -99,18 +141,16 @@ def test_an_allowed_post_reaches_the_tool_redacted(
 
 
 def test_a_denied_or_pending_call_never_reaches_the_tool(
-    platform: PlatformServer, tool: ToolServer
+    platform: FaultFront, tool: ToolServer
 ) -> None:
-    platform.tool_rules[("http", "127.0.0.1")] = ToolRule(
-        decision="deny", reason="refunds are closed", permission="payments:refund"
-    )
+    platform.use_policy(policy(agent_holds="payments:charge"))
     with client_for(platform) as client, governed_client(client, base_url=tool.url()) as http:
         with pytest.raises(ToolDeniedException) as denied:
             http.post("/v1/refunds", json={"amount": 1})
-        platform.tool_rules[("http", "127.0.0.1")] = ToolRule(decision="pending")
+        platform.use_policy(policy(approval_over=0))
         with pytest.raises(ToolPendingApprovalException) as held:
             http.post("/v1/refunds", json={"amount": 1})
-    assert denied.value.reason == "refunds are closed"
+    assert denied.value.reason == NOT_GRANTED
     assert denied.value.permission == "payments:refund"
     assert denied.value.outcome == "policy_deny"
     assert held.value.approval_id
@@ -118,7 +158,7 @@ def test_a_denied_or_pending_call_never_reaches_the_tool(
 
 
 def test_a_redirect_to_a_denied_host_never_reaches_it(
-    platform: PlatformServer, tool: ToolServer
+    platform: FaultFront, tool: ToolServer
 ) -> None:
     target = tool.url("localhost") + "/v1/steal"
     with client_for(platform) as client, governed_client(client, follow_redirects=True) as http:
@@ -129,7 +169,7 @@ def test_a_redirect_to_a_denied_host_never_reaches_it(
     assert [r["host"] for r in platform.tool_requests] == ["127.0.0.1", "localhost"]
 
 
-def test_no_decision_fails_closed(platform: PlatformServer, tool: ToolServer) -> None:
+def test_no_decision_fails_closed(platform: FaultFront, tool: ToolServer) -> None:
     platform.fail_next("/v1/tool-authorize", 503)
     with client_for(platform) as client, governed_client(client, base_url=tool.url()) as http:
         with pytest.raises(ToolDeniedException) as denied:
@@ -143,7 +183,7 @@ def test_no_decision_fails_closed(platform: PlatformServer, tool: ToolServer) ->
 
 
 def test_fail_open_proceeds_logs_and_records_it(
-    platform: PlatformServer, tool: ToolServer, caplog: pytest.LogCaptureFixture
+    platform: FaultFront, tool: ToolServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     platform.fail_next("/v1/tool-authorize", 500)
     caplog.set_level(logging.WARNING, logger="tracengent")
@@ -160,11 +200,10 @@ def test_fail_open_proceeds_logs_and_records_it(
 
 
 def test_redact_fields_of_an_authorize_decision_bind_the_gates_in_its_trace(
-    platform: PlatformServer, tool: ToolServer
+    platform: FaultFront, tool: ToolServer
 ) -> None:
-    platform.tool_rules[("http", "127.0.0.1")] = (
-        ToolRule()
-    )  # the tool decision itself redacts nothing
+    # The tool decision itself redacts nothing: its permission's limit names no field.
+    platform.use_policy(policy(refunds_bound_to="payments:charge", redactions="[]"))
     with client_for(platform) as client, governed_client(client, base_url=tool.url()) as http:
         with client.begin_trace("refund"):
             obligations = client.ensure_authorized("payments:refund", {"amount": 100})
@@ -177,14 +216,12 @@ def test_redact_fields_of_an_authorize_decision_bind_the_gates_in_its_trace(
     ]
 
 
-async def test_the_async_gate_governs_the_same_way(
-    platform: PlatformServer, tool: ToolServer
-) -> None:
+async def test_the_async_gate_governs_the_same_way(platform: FaultFront, tool: ToolServer) -> None:
     options = TracengentOptions(agent_id="demo-agent", base_url=platform.url, ingest_key="agk_demo")
     async with AsyncTracengentClient(options) as client:
         async with async_governed_client(client, base_url=tool.url()) as http:
             await http.post("/v1/refunds", json={"amount": 280, "card": "4242"})
-            platform.egress_denylist.add("127.0.0.1")
+            platform.use_policy(policy(tool_host_allowed=False))
             with pytest.raises(ToolDeniedException):
                 await http.post("/v1/refunds", json={"amount": 280})
     assert [json.loads(body) for *_, body in tool.received] == [{"amount": 280}]
