@@ -193,18 +193,25 @@ class FaultFront:
         self.stop()
 
     def stop(self) -> None:
-        """Stop serving, wake every hold, close every connection, join every thread (bounded)."""
+        """Stop serving, wake every hold, close every connection, join every thread (bounded).
+
+        Idempotent; the store is closed too, so read what a test needs before.
+        """
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must be running
+            self._server.shutdown()
         for connection in list(self._connections):
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
         self._server.server_close()
         deadline = time.monotonic() + _JOIN_S
         for thread in [*self._server.handlers, self._thread]:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.ident is not None:  # started
+                thread.join(max(0.0, deadline - time.monotonic()))
         self.store.close()
 
     def use_policy(self, policy: str, *, max_body_bytes: int = 1024 * 1024) -> None:
