@@ -1,8 +1,8 @@
 """Permission patterns and the token claims the SDK reads, without trusting either.
 
-The matcher mirrors the platform's, so a local ``has_permission`` hint agrees with
-``/authorize``: ``*`` grants everything, an exact name grants itself, and ``ns:*`` grants every
-permission starting with ``ns:``. Nothing here is a security decision — the platform decides —
+The matcher is the platform's own (``_grammar.permissions``), so a local ``has_permission``
+hint agrees with an authorize answer: ``*`` grants everything, an exact name grants itself, and
+``ns:*`` grants every permission starting with ``ns:``. Nothing here is a security decision — the platform decides —
 so every function answers instead of raising, and odd input simply grants nothing.
 
 Claims are read without verifying the signature (the SDK does not hold the key): they only drive
@@ -12,9 +12,10 @@ hints such as "refresh before expiry" and "what may this delegated token attenua
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from ._grammar.permissions import any_permission_matches, pattern_covers, permission_matches
 
 __all__ = [
     "TokenClaims",
@@ -23,50 +24,6 @@ __all__ = [
     "permission_matches",
     "read_claims",
 ]
-
-
-def permission_matches(pattern: str, permission: str) -> bool:
-    """True if the granted ``pattern`` grants the requested ``permission``."""
-    if not isinstance(pattern, str) or not isinstance(permission, str) or not permission:
-        return False
-    if pattern == "*" or pattern == permission:
-        return True
-    # "ns:*" grants what starts with "ns:" — the colon is kept so "flightsx:book" is not granted.
-    return pattern.endswith(":*") and permission.startswith(pattern[:-1])
-
-
-def any_permission_matches(patterns: Iterable[str], permission: str) -> bool:
-    """True if any of ``patterns`` grants ``permission``.
-
-    A lone string is one pattern, as in a token's ``permissions`` claim — iterating it would
-    yield characters, and a stray ``*`` among them would grant everything.
-    """
-    if isinstance(patterns, str):
-        return permission_matches(patterns, permission)
-    try:
-        return any(permission_matches(pattern, permission) for pattern in patterns)
-    except Exception:  # noqa: BLE001 - not iterable, or failed: unread grants nothing
-        return False
-
-
-def pattern_covers(parent_pattern: str, child_pattern: str) -> bool:
-    """True if every permission ``child_pattern`` grants is also granted by ``parent_pattern``.
-
-    This is the platform's attenuation check (a child token may only narrow its parent), so the
-    SDK can refuse a widening request before it costs a round trip.
-    """
-    if not isinstance(child_pattern, str) or not child_pattern:
-        return False
-    if child_pattern == "*":
-        return parent_pattern == "*"
-    if child_pattern.endswith(":*"):
-        # A namespace is covered by "*", by itself, or by an enclosing namespace ("a:*" ⊇ "a:b:*").
-        return parent_pattern == "*" or (
-            isinstance(parent_pattern, str)
-            and parent_pattern.endswith(":*")
-            and child_pattern.startswith(parent_pattern[:-1])
-        )
-    return permission_matches(parent_pattern, child_pattern)
 
 
 @dataclass(frozen=True)

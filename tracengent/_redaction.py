@@ -21,11 +21,11 @@ the whole parent; now a malformed path selects nothing.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Final, TypeAlias
+
+from ._grammar.paths import ANY, Segment, parse_path
 
 __all__ = ["MASK_TOKEN", "Redaction", "apply_redactions", "apply_redactions_to_value"]
 
@@ -45,18 +45,8 @@ class Redaction:
     strategy: str = "remove"
 
 
-class _Wildcard(Enum):
-    ANY = "*"
-
-
-_ANY: Final = _Wildcard.ANY
-_Segment = str | int | _Wildcard
 # A location as the actual keys and indexes down to it, innermost first: (parent link, key).
 _Link: TypeAlias = "tuple[_Link, Any] | None"
-
-_INDEX = re.compile(r"[0-9]+")
-_MAX_INDEX_DIGITS = 18  # beyond any real array, and keeps int() clear of its digit limit
-_ESCAPABLE: Final = frozenset("\\'\"")
 
 
 def apply_redactions(json_text: str, rules: Iterable[Redaction]) -> str:
@@ -107,7 +97,7 @@ def _redact(root: Any, rules: Iterable[Redaction]) -> tuple[Any, bool]:
     selected = _Mark()
     for rule in _listed(rules):
         try:
-            segments = _parse_path(getattr(rule, "field", None))
+            segments = parse_path(getattr(rule, "field", None))
             if segments is None:
                 continue
             remove = _is_removal(getattr(rule, "strategy", None))
@@ -156,7 +146,7 @@ def _is_removal(strategy: object) -> bool:
     return isinstance(strategy, str) and strategy.strip().lower() == "remove"
 
 
-def _select(root: Any, segments: tuple[_Segment, ...]) -> list[list[Any]]:
+def _select(root: Any, segments: tuple[Segment, ...]) -> list[list[Any]]:
     """The key paths ``segments`` resolve to, all taken from the document as it was."""
     # Breadth-first and iterative, each path a linked list, so time and stack stay linear in the
     # path's length however deep the document is.
@@ -178,14 +168,14 @@ def _select(root: Any, segments: tuple[_Segment, ...]) -> list[list[Any]]:
     return paths
 
 
-def _children(node: Any, segment: _Segment) -> list[tuple[Any, Any]]:
+def _children(node: Any, segment: Segment) -> list[tuple[Any, Any]]:
     if isinstance(node, dict):
-        if segment is _ANY:
+        if segment is ANY:
             return list(node.items())
         if isinstance(segment, str) and segment in node:
             return [(segment, node[segment])]
     elif isinstance(node, (list, tuple)):
-        if segment is _ANY:
+        if segment is ANY:
             return list(enumerate(node))
         if isinstance(segment, int) and 0 <= segment < len(node):
             return [(segment, node[segment])]
@@ -216,7 +206,7 @@ def _rebuild(root: Any, selected: _Mark) -> Any:
 
 def value_at(document: Any, path: str | None) -> Any:
     """The value a path names (`$.amount`, `$.items[0].price`), or None: same syntax as rules."""
-    segments = _parse_path(path)
+    segments = parse_path(path)
     if segments is None:
         return None
     node = document
@@ -242,74 +232,3 @@ def _dump(value: Any) -> str:
     except UnicodeEncodeError:  # a lone surrogate (from a "\ud800" escape) only travels escaped
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
     return text
-
-
-def _parse_path(path: object) -> tuple[_Segment, ...] | None:
-    """Segments of ``path``, or None when it is not a path: a bad path selects nothing."""
-    if not isinstance(path, str):
-        return None
-    text = path.strip()
-    text = text.removeprefix("$")
-    text = text.removeprefix(".")
-    segments: list[_Segment] = []
-    i, n = 0, len(text)
-    while i < n:
-        segment: _Segment | None
-        if text[i] == ".":
-            if not segments:  # "$..a" is JSONPath's recursive descent, which this is not
-                return None
-            i += 1
-        elif text[i] != "[" and segments:  # a name straight after "]"
-            return None
-        if text.startswith("[", i):  # 0.1.0 read "a.[0]" as "a[0]", and so do we
-            segment, i = _parse_bracket(text, i + 1)
-        else:
-            start = i
-            while i < n and text[i] not in ".[":
-                i += 1
-            name = text[start:i]
-            segment = _ANY if name == "*" else name or None
-        if segment is None:
-            return None
-        segments.append(segment)
-    return tuple(segments) or None
-
-
-def _parse_bracket(text: str, i: int) -> tuple[_Segment | None, int]:
-    i = _skip_blanks(text, i)
-    segment: _Segment | None = None
-    if text.startswith("*", i):
-        segment, i = _ANY, i + 1
-    elif text[i : i + 1] in ("'", '"'):
-        segment, i = _parse_quoted(text, i)
-    elif match := _INDEX.match(text, i):
-        if len(match.group()) <= _MAX_INDEX_DIGITS:
-            segment = int(match.group())
-        i = match.end()
-    i = _skip_blanks(text, i)
-    if segment is None or not text.startswith("]", i):
-        return None, i
-    return segment, i + 1
-
-
-def _parse_quoted(text: str, i: int) -> tuple[str | None, int]:
-    quote, i = text[i], i + 1
-    chars: list[str] = []
-    while i < len(text):
-        char = text[i]
-        if char == quote:
-            return "".join(chars), i + 1
-        if char == "\\":
-            if i + 1 == len(text) or text[i + 1] not in _ESCAPABLE:
-                return None, i
-            i += 1
-            char = text[i]
-        chars.append(char)
-        i += 1
-    return None, i
-
-
-def _skip_blanks(text: str, i: int) -> int:
-    while text.startswith((" ", "\t"), i):
-        i += 1
-    return i

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._redaction import _parse_path
+from .._grammar.paths import parse_path
 from ._policy import Policy, ToolBinding
 
 __all__ = ["Money", "Unreadable", "binding_context", "context_money", "describe"]
@@ -116,7 +116,7 @@ def context_money(
 
 
 def _top_key(field: str) -> str | None:
-    segments = _parse_path(field)
+    segments = parse_path(field)
     if segments is not None and len(segments) == 1 and isinstance(segments[0], str):
         return segments[0]
     return None
@@ -141,7 +141,7 @@ def _field(
 
 def _present(body: Any, field: str) -> tuple[bool, Any]:
     """(found, value) at ``field``: a null that is there is found, a missing key is not."""
-    segments = _parse_path(field)
+    segments = parse_path(field)
     if segments is None:
         return False, None
     node = body

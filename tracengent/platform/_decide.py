@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 import tracengent_api as api
 
-from .._permissions import any_permission_matches
+from .._grammar.permissions import any_permission_matches, pattern_covers
 from ._amounts import Unreadable, context_money, describe
 from ._policy import AgentPolicy, PermissionLimit, Policy, ToolBinding
 from ._wire import ESTIMATED_TOKENS, MAX_AMOUNT
@@ -186,8 +186,6 @@ def unbound_verdict(policy: Policy, transport: str, name: str | None) -> Verdict
 
 def covers_all(parent: Sequence[str], requested: Sequence[str]) -> str | None:
     """The first requested pattern the parent's patterns do not cover, or None."""
-    from .._permissions import pattern_covers
-
     for child in requested:
         if not any(pattern_covers(p, child) for p in parent):
             return child

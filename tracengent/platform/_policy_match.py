@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote
 
-from .._permissions import permission_matches
+from .._grammar.permissions import permission_matches
 
 __all__ = [
     "HOST_NAME",

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import PlainValidator, ValidationError, ValidationInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .._redaction import _parse_path
+from .._grammar.paths import parse_path
 from ._policy_match import clean_segments, normalize_host_pattern
 from ._policy_problems import describe, quote
 
@@ -226,7 +226,7 @@ def _field_path(*, single: bool) -> Callable[[Any], str]:
 
     def check(value: Any) -> str:
         path = _text(value)
-        segments = _parse_path(path)
+        segments = parse_path(path)
         if segments is None:
             raise _problem(
                 f'{quote(path)} is not a field path; write it like "$.card", '
