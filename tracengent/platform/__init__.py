@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ._asgi import PlatformApp
 from ._embedded import EmbeddedTransport
-from ._engine import Platform, Reply
+from ._engine import Platform
 from ._policy import (
     DEFAULT_POLICY_TOML,
     Policy,
@@ -22,6 +22,7 @@ from ._policy import (
     load_policy,
     parse_policy,
 )
+from ._requests import Reply
 from ._store import Approval, DecisionRecord, Store, TraceSummary
 from ._timeline import format_amount, render_approvals, render_timeline, render_traces
 

@@ -2,97 +2,57 @@
 
 `Platform.handle(method, path, headers, body)` is the whole platform; the ASGI app and the
 in-process httpx transport only adapt to it, so `tracengent dev` and `TRACENGENT_URL=local`
-cannot behave differently. Every JSON body is first read strictly (`_wirejson`: no NaN, no
-infinite or out-of-range number, no key twice, and the numbers the platform computes with in
-range), then parsed with the generated wire models (unknown fields refused); bad input is a 4xx
-with a JSON error that names the field, and stores nothing; nothing a client sends can produce a
-500.
+cannot behave differently. A request is routed by the generated route table (operation id to
+handler), its body read and parsed strictly (`_requests`), its caller authenticated
+(`_callers`), decided (`_decide`) and recorded (`_store`); every answer is a generated model.
+Bad input is a 4xx with a JSON error that names the field, and stores nothing; nothing a client
+sends can produce a 500.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
-import sys
 import time
-import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-import jwt
 import tracengent_api as api
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import ValidationError
 from tracengent_api.routes import ROUTES
 
 from . import _decide as decide, _wirejson as wirejson
 from ._amounts import Unreadable, binding_context
+from ._callers import Authenticator, Caller
 from ._keys import SigningKeys
-from ._policy import AgentPolicy, Policy
+from ._policy import Policy
+from ._requests import (
+    ATTENUATE,
+    AUTHORIZE,
+    TOOL,
+    TRACE_CLOSE,
+    BodyLimits,
+    HttpError,
+    Reply,
+    dump,
+    error_reply,
+    parse,
+    parse_events,
+)
 from ._store import DecisionRecord, Grant as StoredGrant, NotTraceOwner, Store
 from ._wire import MAX_AMOUNT, TRACE_ID
 
 logger = logging.getLogger("tracengent.platform")
-M = TypeVar("M", bound=BaseModel)
 # A permission is "ns:action" in visible ASCII: a look-alike letter (Cyrillic "а" in "pаyments")
 # would be a different permission that no limit names, granted by an agent's "*".
 _PERMISSION = re.compile(r"[!-~]{1,200}")
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-
-
-def _readable_amount(value: Any) -> bool:
-    """A finite amount of 0 or more (a JSON number, not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        return math.isfinite(float(value)) and value >= 0
-    except OverflowError:
-        return False
-
-
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return next((v for k, v in (headers or {}).items() if k.lower() == name), None)
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, error: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.error, self.reason = status, error, reason
-
-
-def _strict(model: type[M]) -> type[M]:
-    """`model`, refusing unknown top-level fields: a typo must not be silently dropped."""
-    config = ConfigDict(**{**model.model_config, "extra": "forbid"})
-    strict: type[M] = type(f"Strict{model.__name__}", (model,), {"model_config": config})
-    strict.model_rebuild(_types_namespace=vars(sys.modules[model.__module__]))
-    return strict
-
-
-_STRICT_EVENT = _strict(api.Event)
-_EVENTS: TypeAdapter[list[api.Event]] = TypeAdapter(list[_STRICT_EVENT])  # type: ignore[valid-type]
-_TRACE_CLOSE = _strict(api.TraceClose)
-_AUTHORIZE = _strict(api.AuthorizeRequest)
-_TOOL = _strict(api.ToolAuthorizeRequest)
-_ATTENUATE = _strict(api.AttenuateRequest)
-
-
-def _dump(model: BaseModel) -> bytes:
-    return model.model_dump_json(by_alias=True, exclude_none=True).encode()
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:5]
-    )
 
 
 @dataclass(frozen=True)
@@ -115,13 +75,6 @@ class ToolCalled:
         return cls(transport, f"{method} {target}" if method else target)
 
 
-@dataclass(frozen=True)
-class Caller:
-    agent: AgentPolicy
-    grant: decide.Grant | None
-    token_exp: float | None
-
-
 class Platform:
     """One platform: a policy, a store, a signing key."""
 
@@ -138,8 +91,8 @@ class Platform:
         self.store = store
         self.keys = SigningKeys.from_store(store)
         self._clock = clock
-        self._max_body = max_body_bytes
-        self._max_inflated = max_decompressed_bytes
+        self._limits = BodyLimits(max_body_bytes, max_decompressed_bytes)
+        self._auth = Authenticator(policy, self.keys, store, clock)
         # The generated route table says which operation a request is; this says who answers it.
         self._handlers: dict[str, Callable[..., Reply]] = {
             "get_jwks": self._jwks,
@@ -165,117 +118,18 @@ class Platform:
                     raise HttpError(405, "method_not_allowed", f"{path} takes {route.method}")
                 params = {k: unquote(v) for k, v in match.groupdict().items()}
                 handler = self._handlers[route.operation]
-                return handler(lowered, self._body(lowered, body), **params)
+                return handler(lowered, self._limits.read(lowered, body), **params)
             raise HttpError(404, "not_found", f"no such endpoint: {method} {path}")
         except HttpError as error:
-            return Reply(error.status, _dump(api.ErrorBody(error=error.error, reason=error.reason)))
+            return error_reply(error.status, error.error, error.reason)
         except Exception:
             logger.exception("tracengent platform: unexpected error on %s %s", method, path)
-            answer = api.ErrorBody(error="internal", reason="unexpected error; see the log")
-            return Reply(500, _dump(answer))
-
-    def _body(self, headers: Mapping[str, str], body: bytes) -> bytes:
-        if len(body) > self._max_body:
-            raise HttpError(
-                413, "payload_too_large", f"body of {len(body)} bytes > {self._max_body}"
-            )
-        encoding = headers.get("content-encoding", "identity").lower()
-        if encoding == "identity":
-            return body
-        if encoding != "gzip":
-            raise HttpError(
-                415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not gzip"
-            )
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            inflated = inflater.decompress(body, self._max_inflated + 1)
-        except zlib.error as error:
-            raise HttpError(
-                400, "bad_gzip", f"the gzip body does not decompress: {error}"
-            ) from None
-        if len(inflated) > self._max_inflated or inflater.unconsumed_tail:
-            raise HttpError(
-                413, "payload_too_large", f"decompressed body > {self._max_inflated} bytes"
-            )
-        return inflated
-
-    @staticmethod
-    def _read(body: bytes, numbers: Sequence[wirejson.NumberRule]) -> None:
-        """The strict reading every JSON body gets before its model: see `_wirejson`."""
-        try:
-            wirejson.check_numbers(wirejson.read_json(body), numbers)
-        except wirejson.WireError as error:
-            raise HttpError(400, error.kind, error.reason) from None
-
-    @classmethod
-    def _parse(cls, model: type[M], body: bytes, numbers: Sequence[wirejson.NumberRule] = ()) -> M:
-        cls._read(body, numbers)
-        try:
-            return model.model_validate_json(body)
-        except ValidationError as error:
-            kind = (
-                "malformed_json"
-                if any(e["type"] == "json_invalid" for e in error.errors())
-                else "invalid_request"
-            )
-            raise HttpError(400, kind, _problems(error)) from None
-
-    # --- authentication --------------------------------------------------------------------------
-
-    def _caller(self, headers: Mapping[str, str], *, delegated_only: bool = False) -> Caller:
-        authorization = headers.get("authorization", "")
-        if authorization[:7].lower() == "bearer ":
-            return self._bearer(authorization[7:].strip(), delegated_only)
-        key = headers.get("x-ingest-key")
-        if key is not None and not delegated_only:
-            agent = self.policy.agent_by_ingest_key(key)
-            if agent is None:
-                raise HttpError(401, "unauthorized", "unknown ingest key")
-            if agent.disabled:
-                raise HttpError(401, "unauthorized", f"agent {agent.agent_id} is disabled")
-            return Caller(agent, None, None)
-        wanted = "a delegated bearer token" if delegated_only else "a bearer token or X-Ingest-Key"
-        raise HttpError(401, "unauthorized", f"missing credentials: send {wanted}")
-
-    def _bearer(self, token: str, delegated_only: bool) -> Caller:
-        try:
-            claims = self.keys.verify(token)
-        except jwt.ExpiredSignatureError:
-            raise HttpError(401, "unauthorized", "token expired") from None
-        except jwt.PyJWTError as error:
-            raise HttpError(
-                401, "unauthorized", f"invalid token ({type(error).__name__})"
-            ) from None
-        agent = self.policy.agent(str(claims.get("sub")))
-        if agent is None or agent.disabled:
-            raise HttpError(
-                401, "unauthorized", f"agent {claims.get('sub')!r} is unknown or disabled"
-            )
-        grant_id = claims.get("grant_id")
-        if grant_id is None:
-            if delegated_only:
-                raise HttpError(403, "forbidden", "attenuation needs a delegated token")
-            return Caller(agent, None, float(claims["exp"]))
-        if not self.store.grant_usable(str(grant_id), self._clock()):
-            raise HttpError(401, "unauthorized", f"grant {grant_id} is revoked or expired")
-        max_amount = claims.get("max_amount")
-        if max_amount is not None and not _readable_amount(max_amount):
-            # Only this platform signs, but a token minted before NaN was refused may say so:
-            # a limit that cannot be read grants nothing rather than everything.
-            raise HttpError(401, "unauthorized", f"grant {grant_id} has an unreadable max_amount")
-        grant = decide.Grant(
-            grant_id=str(grant_id),
-            acting_for=str(claims.get("acting_for", "")),
-            chain=tuple(str(c) for c in claims.get("delegation_chain", ())),
-            permissions=tuple(str(p) for p in claims.get("delegated_permissions", ())),
-            max_amount=None if max_amount is None else float(max_amount),
-        )
-        return Caller(agent, grant, float(claims["exp"]))
+            return error_reply(500, "internal", "unexpected error; see the log")
 
     # --- endpoints ---------------------------------------------------------------------------------
 
     def _jwks(self, headers: Mapping[str, str], body: bytes) -> Reply:
-        return Reply(200, _dump(self.keys.jwks()))
+        return Reply(200, dump(self.keys.jwks()))
 
     def _token(self, headers: Mapping[str, str], body: bytes) -> Reply:
         try:
@@ -293,7 +147,7 @@ class Platform:
             {"sub": agent.agent_id, "permissions": list(agent.permissions)}, ttl, self._clock()
         )
         return Reply(
-            200, _dump(api.TokenResponse(access_token=token, token_type="Bearer", expires_in=ttl))
+            200, dump(api.TokenResponse(access_token=token, token_type="Bearer", expires_in=ttl))
         )
 
     def _ingest_events(self, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -306,20 +160,15 @@ class Platform:
         quietly kept part of a batch would lose the rest uncounted. Keeping good events out of a
         bad batch is the sender's job, before it batches (the Python SDK validates each event).
         """
-        caller = self._caller(headers)
-        self._read(body, wirejson.EVENT_NUMBERS)
-        try:
-            events = _EVENTS.validate_json(body)
-        except ValidationError as error:
-            raise HttpError(400, "invalid_request", _problems(error)) from None
-        wire = [json.loads(_dump(event)) for event in events]
+        caller = self._auth.caller(headers)
+        wire = [json.loads(dump(event)) for event in parse_events(body)]
         fresh = self.store.add_events(caller.agent.agent_id, wire)
         for event in fresh:
             tokens = (event.get("usage") or {}).get("tokens")
             if event.get("type") == "llm_call" and isinstance(tokens, int):
                 self.store.reconcile_tokens(caller.agent.agent_id, event.get(TRACE_ID), tokens)
         return Reply(
-            202, _dump(api.IngestAccepted(accepted=len(fresh), duplicates=len(wire) - len(fresh)))
+            202, dump(api.IngestAccepted(accepted=len(fresh), duplicates=len(wire) - len(fresh)))
         )
 
     def _ingest_trace(self, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -328,10 +177,10 @@ class Platform:
         Another agent's close is a 403 and changes nothing, so it can neither end someone
         else's trace nor, by arriving first, make the owner's own close a no-op.
         """
-        caller = self._caller(headers)
-        close = self._parse(_TRACE_CLOSE, body)
+        caller = self._auth.caller(headers)
+        close = parse(TRACE_CLOSE, body)
         try:
-            self.store.add_trace_close(caller.agent.agent_id, json.loads(_dump(close)))
+            self.store.add_trace_close(caller.agent.agent_id, json.loads(dump(close)))
         except NotTraceOwner as refused:
             raise HttpError(
                 403,
@@ -339,7 +188,7 @@ class Platform:
                 f"trace {refused.trace_id} belongs to another agent: only the agent that opened"
                 " a trace may close it",
             ) from None
-        return Reply(202, _dump(api.IngestAccepted(accepted=1)))
+        return Reply(202, dump(api.IngestAccepted(accepted=1)))
 
     def _record(
         self,
@@ -419,8 +268,8 @@ class Platform:
         )
 
     def _authorize(self, headers: Mapping[str, str], body: bytes) -> Reply:
-        caller = self._caller(headers)
-        request = self._parse(_AUTHORIZE, body, wirejson.AUTHORIZE_NUMBERS)
+        caller = self._auth.caller(headers)
+        request = parse(AUTHORIZE, body, wirejson.AUTHORIZE_NUMBERS)
         if not _PERMISSION.fullmatch(request.permission):
             raise HttpError(
                 400,
@@ -444,18 +293,18 @@ class Platform:
             chain=list(caller.grant.chain) if caller.grant else None,
             obligations=verdict.obligations,
         )
-        return Reply(200, _dump(answer))
+        return Reply(200, dump(answer))
 
     def _approval(self, headers: Mapping[str, str], body: bytes, approval_id: str) -> Reply:
-        caller = self._caller(headers)
+        caller = self._auth.caller(headers)
         approval = self.store.approval(approval_id)
         if approval is None or approval.agent_id != caller.agent.agent_id:
             raise HttpError(404, "not_found", f"no approval {approval_id} for this agent")
-        return Reply(200, _dump(api.ApprovalResponse(status=approval.status)))
+        return Reply(200, dump(api.ApprovalResponse(status=approval.status)))
 
     def _tool_authorize(self, headers: Mapping[str, str], body: bytes) -> Reply:
-        caller = self._caller(headers)
-        request = self._parse(_TOOL, body)
+        caller = self._auth.caller(headers)
+        request = parse(TOOL, body)
         transport = request.transport.value
         binding, permission = None, None
         if transport == "http":
@@ -537,14 +386,14 @@ class Platform:
             approval_id=approval_id,
             redactions=[api.Redaction(field=f, strategy=s) for f, s in verdict.redactions] or None,
         )
-        return Reply(200, _dump(answer))
+        return Reply(200, dump(answer))
 
     def _attenuate(self, headers: Mapping[str, str], body: bytes, grant_id: str) -> Reply:
-        caller = self._caller(headers, delegated_only=True)
+        caller = self._auth.caller(headers, delegated_only=True)
         parent = caller.grant
         if parent is None or parent.grant_id != grant_id:
             raise HttpError(403, "forbidden", f"the bearer token is not for grant {grant_id}")
-        request = self._parse(_ATTENUATE, body, wirejson.ATTENUATE_NUMBERS)
+        request = parse(ATTENUATE, body, wirejson.ATTENUATE_NUMBERS)
         if self.policy.agent(request.granted_to_agent_id) is None:
             raise HttpError(
                 403, "forbidden", f"unknown callee agent {request.granted_to_agent_id!r}"
@@ -610,7 +459,7 @@ class Platform:
                 access_token=token, token_type="Bearer", expires_in=ttl, jti=child_id
             )
         )
-        return Reply(200, _dump(answer))
+        return Reply(200, dump(answer))
 
     # --- delegation administration (CLI) -----------------------------------------------------------
 
