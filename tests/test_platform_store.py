@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from tracengent.platform._store import (
-    SCHEMA_VERSION,
     DecisionRecord,
     Grant,
     Store,
     parse_time,
 )
+from tracengent.platform._store_schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 

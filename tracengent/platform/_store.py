@@ -17,74 +17,46 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
-from datetime import datetime, timezone
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
+from ._store_records import (
+    Approval,
+    DecisionRecord,
+    Grant,
+    NotTraceOwner,
+    TimelineEntry,
+    TraceSummary,
+    decode,
+    dump_json,
+    insert,
+    parse_time,
+)
+from ._store_schema import migrate
 from ._wire import EVENT_ID, OCCURRED_AT, ROOT_REQUEST, TRACE_ID
 
-SCHEMA_VERSION = 1
+# The store's face: the records it takes and answers with are defined in `_store_records`.
+__all__ = [
+    "DB_NAME",
+    "Approval",
+    "DecisionRecord",
+    "Grant",
+    "NotTraceOwner",
+    "Store",
+    "TimelineEntry",
+    "TraceSummary",
+    "parse_time",
+]
+
 DB_NAME = "platform.sqlite3"
 
-# Columns of decisions, approvals and grants are named after the dataclass fields they hold.
-_EVENTS_TABLE = """
-CREATE TABLE IF NOT EXISTS {name} (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, agent_id TEXT NOT NULL,
-    trace_id TEXT, type TEXT, name TEXT, occurred_at TEXT, root_request TEXT,
-    at REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL,
-    UNIQUE (agent_id, event_id))"""
-_EVENTS_INDEXES = """
-CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id);
-CREATE INDEX IF NOT EXISTS events_agent ON events (agent_id);
-"""
-_EVENT_COLUMNS = (
-    "seq, event_id, agent_id, trace_id, type, name, occurred_at, root_request, at, received_at,"
-    " body"
-)
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS counters (prefix TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-{_EVENTS_TABLE.format(name="events")};
-{_EVENTS_INDEXES}
-CREATE TABLE IF NOT EXISTS trace_closes (
-    trace_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, status TEXT, root_request TEXT,
-    at REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, decision_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
-    agent_id TEXT NOT NULL, trace_id TEXT, permission TEXT, status TEXT NOT NULL, outcome TEXT,
-    reason TEXT NOT NULL, context TEXT, approval_id TEXT, acting_for TEXT, chain TEXT,
-    created_at REAL NOT NULL, tool TEXT, transport TEXT);
-CREATE INDEX IF NOT EXISTS decisions_trace ON decisions (trace_id);
-CREATE TABLE IF NOT EXISTS approvals (
-    approval_id TEXT PRIMARY KEY, decision_id TEXT NOT NULL, agent_id TEXT NOT NULL,
-    permission TEXT NOT NULL, context TEXT, trace_id TEXT, status TEXT NOT NULL,
-    created_at REAL NOT NULL, expires_at REAL NOT NULL, decided_at REAL);
-CREATE INDEX IF NOT EXISTS approvals_decision ON approvals (decision_id);
-CREATE TABLE IF NOT EXISTS grants (
-    grant_id TEXT PRIMARY KEY, parent_id TEXT, agent_id TEXT NOT NULL, acting_for TEXT NOT NULL,
-    chain TEXT NOT NULL, permissions TEXT NOT NULL, max_amount REAL, expires_at REAL NOT NULL,
-    revoked INTEGER NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS grants_parent ON grants (parent_id);
-CREATE TABLE IF NOT EXISTS token_ledger (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT NOT NULL, trace_id TEXT,
-    decision_id TEXT, reserved INTEGER NOT NULL, used INTEGER,
-    state TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS token_ledger_agent ON token_ledger (agent_id, state);
-"""
-# Nullable columns added since a table was first created: a database made by an older version
-# gets them on open. Older code reads and writes such a database unchanged (it names its columns),
-# so adding one does not bump SCHEMA_VERSION, which would lock an older CLI out of ~/.tracengent.
-# The same holds for `events` losing its global UNIQUE (event_id) for UNIQUE (agent_id, event_id):
-# see `_dedupe_events_per_agent`.
-_ADDED_COLUMNS = (("decisions", "tool", "TEXT"), ("decisions", "transport", "TEXT"))
 # Who owns a trace: the agent of the first event or decision the platform received for it
 # (receipt order, never the client's occurredAt, which any client can backdate).
 _OWNER_SQL = """
@@ -96,132 +68,11 @@ ORDER BY t, k, s LIMIT 1
 """
 
 
-class NotTraceOwner(PermissionError):
-    """A close of a trace another agent owns."""
-
-    def __init__(self, trace_id: str) -> None:
-        super().__init__(f"trace {trace_id} belongs to another agent")
-        self.trace_id = trace_id
-
-
-@dataclass(frozen=True)
-class Approval:
-    approval_id: str
-    decision_id: str
-    agent_id: str
-    permission: str
-    context: Any
-    trace_id: str | None
-    status: str  # "pending" | "approved" | "denied" | "expired" (pending past expires_at)
-    created_at: float
-    expires_at: float
-    decided_at: float | None
-
-
-@dataclass(frozen=True)
-class Grant:
-    grant_id: str
-    parent_id: str | None
-    agent_id: str  # the agent the grant is for
-    acting_for: str
-    chain: tuple[str, ...]
-    permissions: tuple[str, ...]
-    max_amount: float | None
-    expires_at: float
-    revoked: bool
-    created_at: float
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    decision_id: str
-    kind: str  # "authorize" | "tool"
-    agent_id: str
-    trace_id: str | None
-    permission: str | None
-    status: str
-    outcome: str | None
-    reason: str
-    context: Any
-    approval_id: str | None
-    acting_for: str | None
-    chain: tuple[str, ...] | None
-    created_at: float
-    #: a tool decision's tool: the MCP tool or function name, or "METHOD host/path" for HTTP
-    tool: str | None = None
-    transport: str | None = None  # a tool decision's: "mcp" | "function" | "http"
-
-
-@dataclass(frozen=True)
-class TraceSummary:
-    trace_id: str
-    agent_id: str
-    root_request: str | None
-    status: str | None  # None while the trace is open (no close yet)
-    started_at: float
-    ended_at: float | None
-    event_count: int
-    decision_count: int
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    at: float
-    kind: str  # "event" | "decision" | "approval" | "close"
-    data: dict[str, Any]
-
-
-_T = TypeVar("_T")
-_JSON_FIELDS = frozenset({"context", "chain", "permissions"})
-_TUPLE_FIELDS = frozenset({"chain", "permissions"})
 _EVENT_KEYS = (EVENT_ID, TRACE_ID, "type", "name", OCCURRED_AT, ROOT_REQUEST)
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def _dump(value: Any) -> str:
-    """Compact JSON that never raises: events were validated upstream, odd values become text."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def parse_time(value: Any) -> float | None:
-    """ISO-8601 to epoch seconds, or None; accepts `Z` and any fraction length even on 3.10."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:  # no offset: the wire speaks UTC
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
-
-
-def _insert(db: sqlite3.Connection, table: str, record: Any) -> None:
-    """Inserts a dataclass into the table whose columns carry its field names."""
-    row = {
-        f.name: _dump(v) if f.name in _JSON_FIELDS and v is not None else v
-        for f in fields(record)
-        for v in [getattr(record, f.name)]
-    }
-    marks = ", ".join("?" * len(row))
-    db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", tuple(row.values()))
-
-
-def _decode(cls: type[_T], row: sqlite3.Row) -> _T:
-    values: dict[str, Any] = {}
-    for f in fields(cast(Any, cls)):
-        value = row[f.name]
-        if f.name in _JSON_FIELDS and value is not None:
-            value = json.loads(value)
-            value = tuple(value) if f.name in _TUPLE_FIELDS else value
-        values[f.name] = bool(value) if f.name == "revoked" else value
-    return cast(Callable[..., _T], cls)(**values)
 
 
 class Store:
@@ -251,19 +102,7 @@ class Store:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
         with self._write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(f"store schema {version} is newer than {SCHEMA_VERSION}")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            for table, column, kind in _ADDED_COLUMNS:
-                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                if column not in present:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            _dedupe_events_per_agent(db)
-            # Migrations from an older `version` go here.
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            migrate(db)
 
     @classmethod
     def in_data_dir(
@@ -330,7 +169,7 @@ class Store:
                     "INSERT OR IGNORE INTO events (event_id, trace_id, type, name, occurred_at,"
                     " root_request, agent_id, at, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?,"
                     " ?, ?, ?)",
-                    (*row, agent_id, now if at is None else at, now, _dump(event)),
+                    (*row, agent_id, now if at is None else at, now, dump_json(event)),
                 ).rowcount
                 if inserted:
                     fresh.append(event)
@@ -393,7 +232,7 @@ class Store:
                 " root_request = excluded.root_request, at = excluded.at,"
                 " received_at = excluded.received_at, body = excluded.body"
                 " WHERE trace_closes.agent_id != excluded.agent_id",
-                (*row, now if at is None else at, now, _dump(close)),
+                (*row, now if at is None else at, now, dump_json(close)),
             )
         return cursor.rowcount == 1
 
@@ -402,7 +241,7 @@ class Store:
     def add_decision(self, record: DecisionRecord) -> None:
         try:
             with self._write() as db:
-                _insert(db, "decisions", record)
+                insert(db, "decisions", record)
         except sqlite3.IntegrityError:
             raise ValueError(f"decision {record.decision_id} is already stored") from None
 
@@ -410,7 +249,7 @@ class Store:
         rows = self._all(
             "SELECT * FROM decisions WHERE ?1 IS NULL OR trace_id = ?1 ORDER BY seq", trace_id
         )
-        return [_decode(DecisionRecord, row) for row in rows]
+        return [decode(DecisionRecord, row) for row in rows]
 
     def create_approval(
         self,
@@ -426,12 +265,12 @@ class Store:
         who = (approval_id, decision_id, agent_id, permission, context, trace_id)
         approval = Approval(*who, "pending", now, now + ttl_s, None)
         with self._write() as db:
-            _insert(db, "approvals", approval)
+            insert(db, "approvals", approval)
         return approval
 
     def _approval(self, row: sqlite3.Row, now: float) -> Approval:
         """The effective approval: a pending one past its expiry reads as expired."""
-        approval = _decode(Approval, row)
+        approval = decode(Approval, row)
         if approval.status == "pending" and approval.expires_at <= now:
             return replace(approval, status="expired")
         return approval
@@ -468,13 +307,13 @@ class Store:
     def create_grant(self, grant: Grant) -> None:
         try:
             with self._write() as db:
-                _insert(db, "grants", grant)
+                insert(db, "grants", grant)
         except sqlite3.IntegrityError:
             raise ValueError(f"grant {grant.grant_id} is already stored") from None
 
     def grant(self, grant_id: str) -> Grant | None:
         rows = self._all("SELECT * FROM grants WHERE grant_id = ?", grant_id)
-        return _decode(Grant, rows[0]) if rows else None
+        return decode(Grant, rows[0]) if rows else None
 
     def revoke_grant(self, grant_id: str) -> list[str]:
         """Revokes the grant and its whole subtree; returns every id in it, root first."""
@@ -611,7 +450,7 @@ class Store:
                 for r in rows("SELECT at, body FROM events WHERE trace_id = ? ORDER BY seq")
             ]
             entries += [
-                TimelineEntry(r["created_at"], "decision", asdict(_decode(DecisionRecord, r)))
+                TimelineEntry(r["created_at"], "decision", asdict(decode(DecisionRecord, r)))
                 for r in rows("SELECT * FROM decisions WHERE trace_id = ? ORDER BY seq")
             ]
             entries += [
@@ -637,34 +476,6 @@ def _committed(db: sqlite3.Connection, agent_id: str) -> int:
         (agent_id,),
     ).fetchone()
     return int(row[0])
-
-
-def _dedupe_events_per_agent(db: sqlite3.Connection) -> None:
-    """Rebuilds an older `events` table whose event ids were unique across all agents.
-
-    SQLite cannot drop a UNIQUE constraint in place, so the rows move to a table of the current
-    shape (seq kept, so order and AUTOINCREMENT carry over) that then takes the old name. An
-    older tracengent still reads and writes the result: it names its columns, and its
-    INSERT OR IGNORE now de-duplicates per agent too.
-    """
-    for index in db.execute("PRAGMA index_list(events)").fetchall():
-        if not index["unique"]:
-            continue
-        name = str(index["name"]).replace('"', '""')
-        columns = [row["name"] for row in db.execute(f'PRAGMA index_info("{name}")')]
-        if columns == ["event_id"]:
-            break
-    else:
-        return
-    db.execute(_EVENTS_TABLE.format(name="events_per_agent"))
-    db.execute(
-        f"INSERT INTO events_per_agent ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM events"
-    )
-    db.execute("DROP TABLE events")
-    db.execute("ALTER TABLE events_per_agent RENAME TO events")
-    for statement in _EVENTS_INDEXES.split(";"):
-        if statement.strip():
-            db.execute(statement)
 
 
 def _summary(db: sqlite3.Connection, trace_id: str, started: float) -> TraceSummary:
