@@ -77,7 +77,7 @@ class AsyncTracengentClient(ClientSurface):
     # --- traces -----------------------------------------------------------------------------
 
     def begin_trace(self, root_request: str, actor_user_id: str | None = None) -> AsyncAgentTrace:
-        return AsyncAgentTrace(self, self._core, root_request, actor_user_id)
+        return AsyncAgentTrace(self._core, self._run, root_request, actor_user_id)
 
     # --- authorization ----------------------------------------------------------------------
 

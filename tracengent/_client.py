@@ -62,7 +62,7 @@ class TracengentClient(ClientSurface):
 
     def begin_trace(self, root_request: str, actor_user_id: str | None = None) -> AgentTrace:
         """Open a decision trace; it is the ambient `current_trace()` until closed."""
-        return AgentTrace(self, self._core, root_request, actor_user_id)
+        return AgentTrace(self._core, self._core.run_sync, root_request, actor_user_id)
 
     # --- authorization ----------------------------------------------------------------------
 

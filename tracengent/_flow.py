@@ -1,7 +1,7 @@
 """Flows: platform conversations written once, run by a sync or an async driver.
 
-A flow is a generator that yields what it needs done (`Send` a request, `Sleep`, `GetToken`)
-and receives the result; it returns its outcome. Every decision (what to send, what an answer
+A flow is a generator that yields what it needs done (`Send` a request, `Sleep`, `GetToken`,
+`Call` the user's function) and receives the result; it returns its outcome. Every decision (what to send, what an answer
 means, when to retry or give up) lives in the flow, so the sync and the async client only move
 bytes and sleep: a fix to a flow is a fix for both.
 
@@ -56,7 +56,18 @@ class GetToken:
     timeout: float | None = None
 
 
-Step = Send | Sleep | GetToken
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run the user's own function (`work()`; the async driver awaits what it returns when that
+    is awaitable) and send back its result; what it raises is thrown into the flow at its yield.
+
+    This is how "decide, run the user's function, record" is written once for both clients.
+    """
+
+    work: Callable[[], Any]
+
+
+Step = Call | Send | Sleep | GetToken
 Flow = Generator[Step, Any, T]
 
 
@@ -87,6 +98,19 @@ def authed(
     return response
 
 
+@dataclass(frozen=True, slots=True)
+class _Returned:
+    value: Any
+
+
+def _advance(flow: Flow[Any], value: Any, error: BaseException | None) -> Step | _Returned:
+    """The flow's next step, given the last one's result or error; `_Returned` once it is done."""
+    try:
+        return flow.throw(error) if error is not None else flow.send(value)
+    except StopIteration as done:
+        return _Returned(done.value)
+
+
 def run_sync(
     flow: Flow[T],
     send: Callable[[httpx.Request], httpx.Response],
@@ -96,45 +120,45 @@ def run_sync(
     """Drive `flow` with blocking I/O (`send` is usually `httpx.Client.send`)."""
     value: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            step = flow.throw(error) if error is not None else flow.send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    while not isinstance(step := _advance(flow, value, error), _Returned):
         value, error = None, None
         try:
-            if isinstance(step, Send):
+            if isinstance(step, Call):
+                value = step.work()
+            elif isinstance(step, Send):
                 value = send(with_deadline(step.request, step.timeout))
             elif isinstance(step, Sleep):
                 sleep(step.seconds)
             else:
-                value = _token_sync(tokens, step)
+                value = _token_now(tokens, step) or _token_sync(tokens, step)
         except Exception as exc:  # noqa: BLE001 - the flow decides what a failure means
             error = exc
+    return step.value  # type: ignore[no-any-return]
 
 
 async def run_async(flow: Flow[T], http: httpx.AsyncClient, tokens: AgentTokenProvider | None) -> T:
     """Drive `flow` without blocking the event loop (token refreshes run in a worker thread)."""
     value: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            step = flow.throw(error) if error is not None else flow.send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    while not isinstance(step := _advance(flow, value, error), _Returned):
         value, error = None, None
         try:
-            if isinstance(step, Send):
+            if isinstance(step, Call):
+                value = step.work()
+                if inspect.isawaitable(value):
+                    value = await value
+            elif isinstance(step, Send):
                 request = with_deadline(step.request, step.timeout)
                 value = await within(step.timeout, _exchange(http, request))
             elif isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
-            elif tokens is not None and step.stale is None and (cached := tokens.cached()):
-                value = cached
             else:
-                value = await within(step.timeout, asyncio.to_thread(_token_sync, tokens, step))
+                value = _token_now(tokens, step) or await within(
+                    step.timeout, asyncio.to_thread(_token_sync, tokens, step)
+                )
         except Exception as exc:  # noqa: BLE001 - the flow decides what a failure means
             error = exc
+    return step.value  # type: ignore[no-any-return]
 
 
 async def _exchange(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
@@ -145,6 +169,11 @@ async def _exchange(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Re
     finally:
         await response.aclose()
     return response
+
+
+def _token_now(tokens: AgentTokenProvider | None, step: GetToken) -> str | None:
+    """The cached token, when the step can have it without I/O (both drivers ask this first)."""
+    return tokens.cached() if tokens is not None and step.stale is None else None
 
 
 def _token_sync(tokens: AgentTokenProvider | None, step: GetToken) -> str:

@@ -8,6 +8,7 @@ a way to run a flow; a trace a way to record and to queue. `ClientCore` is all o
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -50,6 +51,18 @@ class Runtime(FlowContext, Protocol):
     """A flow context that can also run a flow to its end with blocking I/O."""
 
     def run_sync(self, flow: Flow[T]) -> T: ...
+
+
+class SyncRunner(Protocol):
+    """The sync client's driver: runs a flow to its end with blocking I/O."""
+
+    def __call__(self, flow: Flow[T]) -> T: ...
+
+
+class AsyncRunner(Protocol):
+    """The async client's driver: runs a flow to its end without blocking the event loop."""
+
+    def __call__(self, flow: Flow[T]) -> Awaitable[T]: ...
 
 
 class EventQueue(Protocol):

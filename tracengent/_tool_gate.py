@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tracengent_api as api
 
-from ._flow import Flow, resolve
+from ._flow import Call, Flow
 from ._redaction import apply_redactions_to_value
 from ._tool_args import UnreadableArguments, rebuilt, to_json_arguments
 from ._tools import (
@@ -25,7 +25,7 @@ from ._tools import (
 )
 
 if TYPE_CHECKING:
-    from ._runtime import FlowContext, Runtime
+    from ._runtime import AsyncRunner, FlowContext, Runtime
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -130,17 +130,30 @@ def _call_with(fn: Callable[..., T], signature: inspect.Signature, arguments: An
     return fn(*args, **kwargs)
 
 
-class _GateBase:
-    _core: Runtime
-
-    def _authorize_sync(
-        self, transport: api.Transport, name: str, arguments: Any
-    ) -> ToolGuardResult:
-        asked = arguments if isinstance(arguments, _Asked) else _Asked.of(arguments)
-        return _guarded(self._core.run_sync(_decide(self._core, transport, name, asked)), asked)
+def _authorize_flow(
+    core: FlowContext, transport: api.Transport, name: str, arguments: Any
+) -> Flow[ToolGuardResult]:
+    asked = arguments if isinstance(arguments, _Asked) else _Asked.of(arguments)
+    return _guarded((yield from _decide(core, transport, name, asked)), asked)
 
 
-class ToolGate(_GateBase):
+def _guard_flow(
+    core: FlowContext,
+    transport: api.Transport,
+    name: str,
+    arguments: Any,
+    invoke: Callable[[Any], T | Awaitable[T]],
+) -> Flow[T]:
+    """Decide, then run the user's `invoke(decided arguments)` only if the call is allowed:
+    the one logic of every guard and governed function, sync or async (the async driver awaits
+    what `invoke` returns)."""
+    guard = yield from _authorize_flow(core, transport, name, arguments)
+    raise_unless_allowed(guard.decision)
+    result: T = yield Call(functools.partial(invoke, guard.arguments))
+    return result
+
+
+class ToolGate:
     """`client.tools` of the sync client."""
 
     def __init__(self, core: Runtime) -> None:
@@ -148,23 +161,19 @@ class ToolGate(_GateBase):
 
     def authorize_mcp(self, tool_name: str, arguments: Any = None) -> ToolGuardResult:
         """Authorize an MCP `tools/call`: the decision and the arguments to forward."""
-        return self._authorize_sync(api.Transport.MCP, tool_name, arguments)
+        return self._core.run_sync(_authorize_flow(self._core, _MCP, tool_name, arguments))
 
     def authorize_function(self, function_name: str, arguments: Any = None) -> ToolGuardResult:
         """Authorize an LLM function call: the decision and the arguments to forward."""
-        return self._authorize_sync(api.Transport.FUNCTION, function_name, arguments)
+        return self._core.run_sync(_authorize_flow(self._core, _FN, function_name, arguments))
 
     def guard_mcp(self, tool_name: str, arguments: Any, invoke: Callable[[Any], T]) -> T:
         """Call `invoke(redacted arguments)` only if the MCP tool call is allowed."""
-        guard = self.authorize_mcp(tool_name, arguments)
-        guard.ensure_allowed()
-        return invoke(guard.arguments)
+        return self._core.run_sync(_guard_flow(self._core, _MCP, tool_name, arguments, invoke))
 
     def guard_function(self, function_name: str, arguments: Any, invoke: Callable[[Any], T]) -> T:
         """Call `invoke(redacted arguments)` only if the function call is allowed."""
-        guard = self.authorize_function(function_name, arguments)
-        guard.ensure_allowed()
-        return invoke(guard.arguments)
+        return self._core.run_sync(_guard_flow(self._core, _FN, function_name, arguments, invoke))
 
     def governed(self, name: str | None = None) -> Callable[[F], F]:
         """Decorate a function an LLM may call: authorized first, run with redacted arguments.
@@ -174,92 +183,79 @@ class ToolGate(_GateBase):
         """
 
         def decorate(fn: F) -> F:
-            return cast(F, _governed(self._authorize_sync, None, fn, name or fn.__name__))
+            return cast(F, _governed(self._core, None, fn, name or fn.__name__))
 
         return decorate
 
 
-class AsyncToolGate(_GateBase):
+class AsyncToolGate:
     """`client.tools` of the async client: the same methods as coroutines."""
 
-    def __init__(self, core: Runtime, run: Callable[[Flow[Any]], Awaitable[Any]]) -> None:
+    def __init__(self, core: Runtime, run: AsyncRunner) -> None:
         self._core = core
         self._run = run  # the async client's driver
 
-    async def _authorize(
-        self, transport: api.Transport, name: str, arguments: Any
-    ) -> ToolGuardResult:
-        asked = arguments if isinstance(arguments, _Asked) else _Asked.of(arguments)
-        decision: ToolDecision = await self._run(_decide(self._core, transport, name, asked))
-        return _guarded(decision, asked)
-
     async def authorize_mcp(self, tool_name: str, arguments: Any = None) -> ToolGuardResult:
-        return await self._authorize(api.Transport.MCP, tool_name, arguments)
+        return await self._run(_authorize_flow(self._core, _MCP, tool_name, arguments))
 
     async def authorize_function(
         self, function_name: str, arguments: Any = None
     ) -> ToolGuardResult:
-        return await self._authorize(api.Transport.FUNCTION, function_name, arguments)
+        return await self._run(_authorize_flow(self._core, _FN, function_name, arguments))
 
     async def guard_mcp(
         self, tool_name: str, arguments: Any, invoke: Callable[[Any], T | Awaitable[T]]
     ) -> T:
-        guard = await self.authorize_mcp(tool_name, arguments)
-        guard.ensure_allowed()
-        return await resolve(invoke(guard.arguments))
+        return await self._run(_guard_flow(self._core, _MCP, tool_name, arguments, invoke))
 
     async def guard_function(
         self, function_name: str, arguments: Any, invoke: Callable[[Any], T | Awaitable[T]]
     ) -> T:
-        guard = await self.authorize_function(function_name, arguments)
-        guard.ensure_allowed()
-        return await resolve(invoke(guard.arguments))
+        return await self._run(_guard_flow(self._core, _FN, function_name, arguments, invoke))
 
     def governed(self, name: str | None = None) -> Callable[[F], F]:
         """As `ToolGate.governed`; an async function is authorized without leaving the loop."""
 
         def decorate(fn: F) -> F:
-            return cast(
-                F, _governed(self._authorize_sync, self._authorize, fn, name or fn.__name__)
-            )
+            return cast(F, _governed(self._core, self._run, fn, name or fn.__name__))
 
         return decorate
 
 
+_MCP, _FN = api.Transport.MCP, api.Transport.FUNCTION
+
+
 def _governed(
-    authorize_sync: Callable[[api.Transport, str, Any], ToolGuardResult],
-    authorize_async: Callable[[api.Transport, str, Any], Awaitable[ToolGuardResult]] | None,
+    core: Runtime,
+    run_async: AsyncRunner | None,
     fn: Callable[..., Any],
     name: str,
 ) -> Callable[..., Any]:
+    """`fn`, each call of it guarded by `_guard_flow`: sync, or async when `fn` is; an async
+    `fn` of the sync client is decided in a worker thread and awaited on the caller's loop."""
     signature = inspect.signature(fn)
-    function = api.Transport.FUNCTION
 
-    def asked(args: Any, kwargs: Any) -> _Asked:
+    def guarded(args: Any, kwargs: Any) -> Flow[Any]:
         try:
-            bound = _bound_arguments(signature, args, kwargs)
+            arguments = _Asked.of(_bound_arguments(signature, args, kwargs), per_parameter=True)
         except UnreadableArguments as error:
-            return _Asked(None, None, f"tool call not sent: {error}", per_parameter=True)
-        return _Asked.of(bound, per_parameter=True)
+            arguments = _Asked(None, None, f"tool call not sent: {error}", per_parameter=True)
+        run = functools.partial(_call_with, fn, signature)
+        return _guard_flow(core, _FN, name, arguments, run)
 
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
-            arguments = asked(args, kwargs)
-            if authorize_async is not None:
-                guard = await authorize_async(function, name, arguments)
-            else:
-                guard = await asyncio.to_thread(authorize_sync, function, name, arguments)
-            raise_unless_allowed(guard.decision)
-            return await _call_with(fn, signature, guard.arguments)
+        async def run_async_fn(*args: Any, **kwargs: Any) -> Any:
+            if run_async is not None:
+                return await run_async(guarded(args, kwargs))
+            # the sync driver's Call makes the coroutine; it runs here, on the caller's loop
+            return await (await asyncio.to_thread(core.run_sync, guarded(args, kwargs)))
 
-        return run_async
+        return run_async_fn
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        guard = authorize_sync(function, name, asked(args, kwargs))
-        raise_unless_allowed(guard.decision)
-        return _call_with(fn, signature, guard.arguments)
+        return core.run_sync(guarded(args, kwargs))
 
     return run
