@@ -9,8 +9,9 @@ application pays for the governance and async machinery only if it uses them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re-exported)
     from ._async_client import (
@@ -136,21 +137,9 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tracengent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __version__ = "0.2.0"
 
 # The lazy table above is the one list of public names (a test checks the TYPE_CHECKING imports
 # name the same modules).
 __all__ = ["__version__", *_EXPORTS]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

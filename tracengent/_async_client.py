@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
@@ -22,7 +21,7 @@ from ._authorization import (
     authorize_flow,
     ensure_flow,
 )
-from ._core import ClientCore, ClientSurface
+from ._core import CLOSE_TIMEOUT_S, ClientCore, ClientSurface
 from ._deadline import bound_by_deadlines
 from ._delegation import AsyncDelegatedSession
 from ._flow import Flow, run_async
@@ -31,7 +30,6 @@ from ._tool_gate import AsyncToolGate
 from ._trace import AsyncAgentTrace
 
 T = TypeVar("T")
-_DEFAULT_CLOSE_TIMEOUT_S = 5.0
 
 
 class AsyncTracengentClient(ClientSurface):
@@ -56,22 +54,17 @@ class AsyncTracengentClient(ClientSurface):
             httpx.AsyncClient(transport=transport, timeout=options.request_timeout_s)
         )
 
-    async def flush(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> bool:
+    async def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
         return await asyncio.to_thread(self._core.dispatcher.flush, timeout)
 
-    async def close(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> None:
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         await asyncio.to_thread(self._core.close, timeout)
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncTracengentClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # --- traces -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ._events import Number
 from ._flow import Flow, Sleep, TokenUnavailable, authed
 from ._observe import observe_decision
 from ._tool_args import UnreadableArguments, to_json_arguments
+from ._wire import ESTIMATED_TOKENS, as_model
 
 if TYPE_CHECKING:
     from ._runtime import FlowContext
@@ -75,11 +76,7 @@ class AuthDecision:
 
     @classmethod
     def from_wire(cls, data: api.AuthorizeResponse | Mapping[str, Any]) -> AuthDecision:
-        answer = (
-            data
-            if isinstance(data, api.AuthorizeResponse)
-            else api.AuthorizeResponse.model_validate(data)
-        )
+        answer = as_model(api.AuthorizeResponse, data)
         wire = answer.obligations
         status = _text(answer.status)
         return cls(
@@ -175,11 +172,11 @@ def context_problem(context: Mapping[str, Any] | None) -> str | None:
     amount = context.get("amount")
     if amount is not None and finite_amount(amount) is None:
         return f"amount must be a finite number >= 0, not {amount!r}"
-    tokens = context.get("estimatedTokens")
+    tokens = context.get(ESTIMATED_TOKENS)
     if tokens is not None and (
         isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0
     ):
-        return f"estimatedTokens must be a whole number >= 0, not {tokens!r}"
+        return f"{ESTIMATED_TOKENS} must be a whole number >= 0, not {tokens!r}"
     try:  # the same reading as tool arguments: JSON, or refused saying where it is not
         to_json_arguments(context, "context")
     except UnreadableArguments as error:

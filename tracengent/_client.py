@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
@@ -16,7 +15,7 @@ from ._authorization import (
     authorize_flow,
     ensure_flow,
 )
-from ._core import ClientCore, ClientSurface
+from ._core import CLOSE_TIMEOUT_S, ClientCore, ClientSurface
 from ._delegation import DelegatedSession
 from ._flow import Flow
 from ._options import TracengentOptions
@@ -24,7 +23,6 @@ from ._tool_gate import ToolGate
 from ._trace import AgentTrace
 
 T = TypeVar("T")
-_DEFAULT_CLOSE_TIMEOUT_S = 5.0
 
 
 class TracengentClient(ClientSurface):
@@ -39,23 +37,18 @@ class TracengentClient(ClientSurface):
     ) -> None:
         self._core = ClientCore(options, transport)
 
-    def flush(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> bool:
+    def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
         """Wait until what was recorded so far is delivered or dropped; False on timeout."""
         return self._core.dispatcher.flush(timeout)
 
-    def close(self, timeout: float = _DEFAULT_CLOSE_TIMEOUT_S) -> None:
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Deliver what is queued within `timeout`, count the rest as dropped, release resources."""
         self._core.close(timeout)
 
     def __enter__(self) -> TracengentClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # --- traces -----------------------------------------------------------------------------

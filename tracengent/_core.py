@@ -24,6 +24,8 @@ from ._permissions import any_permission_matches
 from ._scrub import Scrubber
 
 T = TypeVar("T")
+#: how long flush() and close() wait by default (seconds)
+CLOSE_TIMEOUT_S = 5.0
 
 
 class ClientCore:

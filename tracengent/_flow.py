@@ -103,12 +103,19 @@ class _Returned:
     value: Any
 
 
-def _advance(flow: Flow[Any], value: Any, error: BaseException | None) -> Step | _Returned:
-    """The flow's next step, given the last one's result or error; `_Returned` once it is done."""
-    try:
-        return flow.throw(error) if error is not None else flow.send(value)
-    except StopIteration as done:
-        return _Returned(done.value)
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the last step gave the flow: its result, or the error to throw in at its yield."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+    def resume(self, flow: Flow[Any]) -> Step | _Returned:
+        """The flow's next step, or `_Returned` once it is done."""
+        try:
+            return flow.throw(self.error) if self.error is not None else flow.send(self.value)
+        except StopIteration as done:
+            return _Returned(done.value)
 
 
 def run_sync(
@@ -118,47 +125,54 @@ def run_sync(
     sleep: Callable[[float], Any] = time.sleep,
 ) -> T:
     """Drive `flow` with blocking I/O (`send` is usually `httpx.Client.send`)."""
-    value: Any = None
-    error: BaseException | None = None
-    while not isinstance(step := _advance(flow, value, error), _Returned):
-        value, error = None, None
+    outcome = _Outcome()
+    while not isinstance(step := outcome.resume(flow), _Returned):
         try:
-            if isinstance(step, Call):
-                value = step.work()
-            elif isinstance(step, Send):
-                value = send(with_deadline(step.request, step.timeout))
-            elif isinstance(step, Sleep):
-                sleep(step.seconds)
-            else:
-                value = _token_now(tokens, step) or _token_sync(tokens, step)
+            outcome = _Outcome(_perform_sync(step, send, tokens, sleep))
         except Exception as exc:  # noqa: BLE001 - the flow decides what a failure means
-            error = exc
+            outcome = _Outcome(error=exc)
     return step.value  # type: ignore[no-any-return]
+
+
+def _perform_sync(
+    step: Step,
+    send: Callable[[httpx.Request], httpx.Response],
+    tokens: AgentTokenProvider | None,
+    sleep: Callable[[float], Any],
+) -> Any:
+    if isinstance(step, Call):
+        return step.work()
+    if isinstance(step, Send):
+        return send(with_deadline(step.request, step.timeout))
+    if isinstance(step, Sleep):
+        return sleep(step.seconds)
+    return _token_now(tokens, step) or _token_sync(tokens, step)
 
 
 async def run_async(flow: Flow[T], http: httpx.AsyncClient, tokens: AgentTokenProvider | None) -> T:
     """Drive `flow` without blocking the event loop (token refreshes run in a worker thread)."""
-    value: Any = None
-    error: BaseException | None = None
-    while not isinstance(step := _advance(flow, value, error), _Returned):
-        value, error = None, None
+    outcome = _Outcome()
+    while not isinstance(step := outcome.resume(flow), _Returned):
         try:
-            if isinstance(step, Call):
-                value = step.work()
-                if inspect.isawaitable(value):
-                    value = await value
-            elif isinstance(step, Send):
-                request = with_deadline(step.request, step.timeout)
-                value = await within(step.timeout, _exchange(http, request))
-            elif isinstance(step, Sleep):
-                await asyncio.sleep(step.seconds)
-            else:
-                value = _token_now(tokens, step) or await within(
-                    step.timeout, asyncio.to_thread(_token_sync, tokens, step)
-                )
+            outcome = _Outcome(await _perform_async(step, http, tokens))
         except Exception as exc:  # noqa: BLE001 - the flow decides what a failure means
-            error = exc
+            outcome = _Outcome(error=exc)
     return step.value  # type: ignore[no-any-return]
+
+
+async def _perform_async(
+    step: Step, http: httpx.AsyncClient, tokens: AgentTokenProvider | None
+) -> Any:
+    if isinstance(step, Call):
+        return await resolve(step.work())
+    if isinstance(step, Send):
+        request = with_deadline(step.request, step.timeout)
+        return await within(step.timeout, _exchange(http, request))
+    if isinstance(step, Sleep):
+        return await asyncio.sleep(step.seconds)
+    return _token_now(tokens, step) or await within(
+        step.timeout, asyncio.to_thread(_token_sync, tokens, step)
+    )
 
 
 async def _exchange(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:

@@ -357,41 +357,54 @@ def _with_stream(
     )
 
 
+class _Head:
+    """The chunks of a streamed body read so far; full once past `MAX_BODY_BYTES`."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep `chunk`; True when the body is now over the cap (the gate will not read on)."""
+        self.chunks.append(chunk)
+        self._size += len(chunk)
+        return self._size > MAX_BODY_BYTES
+
+    def whole(self, request: httpx.Request) -> tuple[httpx.Request, bytes]:
+        """`request` with the whole body read, and the body."""
+        content = b"".join(self.chunks)
+        return _with_stream(request, httpx.ByteStream(content)), content
+
+
+def _content(request: httpx.Request) -> bytes | None:
+    """The body when it is in memory already (None for a stream not read yet)."""
+    try:
+        return request.content
+    except httpx.RequestNotRead:
+        return None
+
+
 def _read(request: httpx.Request) -> tuple[httpx.Request, bytes | None]:
     """The body, read up to the cap; a streamed body is replayed to whoever sends it on."""
-    try:
-        return request, request.content
-    except httpx.RequestNotRead:
-        pass
-    head: list[bytes] = []
-    size = 0
-    rest = iter(request.stream)  # type: ignore[arg-type]
+    if (content := _content(request)) is not None:
+        return request, content
+    head, rest = _Head(), iter(request.stream)  # type: ignore[arg-type]
     for chunk in rest:
-        head.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return _with_stream(request, _Replay(head, rest)), None
-    content = b"".join(head)
-    read = _with_stream(request, httpx.ByteStream(content))
+        if head.add(chunk):
+            return _with_stream(request, _Replay(head.chunks, rest)), None
+    read, content = head.whole(request)
     read.read()
     return read, content
 
 
 async def _aread(request: httpx.Request) -> tuple[httpx.Request, bytes | None]:
-    try:
-        return request, request.content
-    except httpx.RequestNotRead:
-        pass
-    head: list[bytes] = []
-    size = 0
-    rest = aiter(request.stream)  # type: ignore[arg-type]
+    if (content := _content(request)) is not None:
+        return request, content
+    head, rest = _Head(), aiter(request.stream)  # type: ignore[arg-type]
     async for chunk in rest:
-        head.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return _with_stream(request, _AsyncReplay(head, rest)), None
-    content = b"".join(head)
-    read = _with_stream(request, httpx.ByteStream(content))
+        if head.add(chunk):
+            return _with_stream(request, _AsyncReplay(head.chunks, rest)), None
+    read, content = head.whole(request)
     await read.aread()
     return read, content
 

@@ -23,6 +23,7 @@ from ._errors import ToolDeniedException, ToolPendingApprovalException
 from ._flow import Flow, TokenUnavailable
 from ._observe import observe_decision
 from ._redaction import Redaction
+from ._wire import as_model
 
 if TYPE_CHECKING:
     from ._runtime import FlowContext
@@ -60,11 +61,7 @@ class ToolDecision:
 
     @classmethod
     def from_wire(cls, data: api.ToolAuthorizeResponse | Mapping[str, Any]) -> ToolDecision:
-        answer = (
-            data
-            if isinstance(data, api.ToolAuthorizeResponse)
-            else api.ToolAuthorizeResponse.model_validate(data)
-        )
+        answer = as_model(api.ToolAuthorizeResponse, data)
         status = _text(answer.status)
         redactions = None
         if answer.redactions is not None:

@@ -13,7 +13,6 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from time import time_ns as _time_ns
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._authorization import ensure_flow
@@ -79,8 +78,15 @@ class Trace:
     """A decision trace: what `AgentTrace` (sync) and `AsyncAgentTrace` share, and the type
     `current_trace()` returns. Its id, root request, steps, completion and close."""
 
-    def __init__(self, core: Recorder, root_request: str, actor_user_id: str | None) -> None:
+    def __init__(
+        self,
+        core: Recorder,
+        run: SyncRunner | AsyncRunner,
+        root_request: str,
+        actor_user_id: str | None,
+    ) -> None:
         self._core = core
+        self._run = run  # the client's driver, for what a step decides first (see _llm_flow)
         self.trace_id = new_id("trc")
         self.root_request = root_request
         # a numeric user id is text on the wire: made so once, so its steps stay on the fast path
@@ -297,23 +303,14 @@ class Trace:
     def __enter__(self: _Trace) -> _Trace:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc_type is not None)
+    def __exit__(self, *exc_info: object) -> None:
+        self._exit(exc_info[0] is not None)
 
 
 class AgentTrace(Trace):
     """A decision trace of the sync client; use it as a context manager."""
 
-    def __init__(
-        self, core: Recorder, run: SyncRunner, root_request: str, actor_user_id: str | None
-    ) -> None:
-        super().__init__(core, root_request, actor_user_id)
-        self._run = run
+    _run: SyncRunner
 
     def track_tool_call(self, name: str, call: Callable[[], T], input: Any = None) -> T:
         """Run a tool call, timed, recorded as a `tool_call` event; re-raises its failure."""
@@ -359,22 +356,13 @@ class AgentTrace(Trace):
 class AsyncAgentTrace(Trace):
     """A decision trace of the async client; `async with`, and `await` its `track_*` methods."""
 
-    def __init__(
-        self, core: Recorder, run: AsyncRunner, root_request: str, actor_user_id: str | None
-    ) -> None:
-        super().__init__(core, root_request, actor_user_id)
-        self._run = run
+    _run: AsyncRunner
 
     async def __aenter__(self) -> AsyncAgentTrace:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc_type is not None)
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._exit(exc_info[0] is not None)
 
     # The overloads put the awaitable form first: with `T | Awaitable[T]` alone, a lambda that
     # returns a coroutine would make T the coroutine (or Never) for a type checker.

@@ -80,12 +80,29 @@ def record_in_trace(client: _Recorder, event: AgentEvent) -> None:
         client.record(event)
 
 
-class TrackingTransport(httpx.BaseTransport):
+class _Tracking:
+    """What both tracking transports do around the inner transport's exchange: record it."""
+
+    def __init__(self, client: _Recorder) -> None:
+        self._client = client
+        self._scrub = scrubber_of(client)
+
+    def _record(
+        self,
+        request: httpx.Request,
+        started: float,
+        response: httpx.Response | None,
+        error: BaseException | None = None,
+    ) -> None:
+        status = None if response is None else response.status_code
+        record_in_trace(self._client, tool_call_event(request, status, error, started, self._scrub))
+
+
+class TrackingTransport(_Tracking, httpx.BaseTransport):
     """Records each request sent through `inner` (default: a plain `httpx.HTTPTransport`)."""
 
     def __init__(self, client: _Recorder, inner: httpx.BaseTransport | None = None) -> None:
-        self._client = client
-        self._scrub = scrubber_of(client)
+        super().__init__(client)
         self._inner = inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -93,23 +110,20 @@ class TrackingTransport(httpx.BaseTransport):
         try:
             response = self._inner.handle_request(request)
         except Exception as error:
-            record_in_trace(
-                self._client, tool_call_event(request, None, error, started, self._scrub)
-            )
+            self._record(request, started, None, error)
             raise
-        record_in_trace(self._client, tool_call_event(request, response.status_code, None, started))
+        self._record(request, started, response)
         return response
 
     def close(self) -> None:
         self._inner.close()
 
 
-class AsyncTrackingTransport(httpx.AsyncBaseTransport):
+class AsyncTrackingTransport(_Tracking, httpx.AsyncBaseTransport):
     """The async twin of `TrackingTransport`."""
 
     def __init__(self, client: _Recorder, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self._client = client
-        self._scrub = scrubber_of(client)
+        super().__init__(client)
         self._inner = inner or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -117,11 +131,9 @@ class AsyncTrackingTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._inner.handle_async_request(request)
         except Exception as error:
-            record_in_trace(
-                self._client, tool_call_event(request, None, error, started, self._scrub)
-            )
+            self._record(request, started, None, error)
             raise
-        record_in_trace(self._client, tool_call_event(request, response.status_code, None, started))
+        self._record(request, started, response)
         return response
 
     async def aclose(self) -> None:

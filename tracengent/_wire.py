@@ -8,8 +8,18 @@ there is renamed here on `make generate`, and one that no longer exists fails at
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
 import tracengent_api as api
 from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def as_model(model: type[M], data: M | Mapping[str, Any]) -> M:
+    """`data` as a `model`: itself when it is one already, else validated (ValidationError)."""
+    return data if isinstance(data, model) else model.model_validate(data)
 
 
 def wire_name(model: type[BaseModel], field: str) -> str:

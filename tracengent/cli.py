@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 if TYPE_CHECKING:
     from .platform import Platform, Store
@@ -37,6 +37,7 @@ DEFAULT_PORT = 8080
 DEFAULT_LAST = 20
 DEFAULT_TTL_S = 3600
 _INSTALL_HINT = 'pip install "tracengent[platform]"'
+N = TypeVar("N", int, float)
 
 
 class CliError(Exception):
@@ -319,34 +320,31 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 # --- arguments -------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
-    return value
+def _argument(
+    convert: Callable[[str], N], noun: str, valid: Callable[[N], bool], invalid: str
+) -> Callable[[str], N]:
+    """An argparse `type=`: `convert(text)`, refused saying why when it is not `noun` or not
+    `valid` (`invalid` says what it is not)."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {invalid}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535; 0 picks a free one)")
-    return value
-
-
-def _amount(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a non-negative amount")
-    return value
+_positive_int = _argument(int, "a whole number", lambda v: v > 0, "positive")
+_port = _argument(
+    int, "a port number", lambda v: 0 <= v <= 65535, "a port (0-65535; 0 picks a free one)"
+)
+_amount = _argument(
+    float, "a number", lambda v: math.isfinite(v) and v >= 0, "a non-negative amount"
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 try:
@@ -160,13 +159,8 @@ class GovernedSession(Generic[R]):
         await self.wrapped.__aenter__()  # type: ignore[attr-defined]
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return await self.wrapped.__aexit__(exc_type, exc, tb)  # type: ignore[attr-defined,no-any-return]
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        return await self.wrapped.__aexit__(*exc_info)  # type: ignore[attr-defined,no-any-return]
 
     def __repr__(self) -> str:
         return f"GovernedSession({self.wrapped!r})"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 
 from tracengent import AsyncTracengentClient, TracengentClient, TracengentOptions
 from tracengent.platform import (
@@ -74,12 +73,7 @@ class PlatformRecorder(_Checks):
     def __enter__(self) -> PlatformRecorder:
         return self.install()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # --- clients ---------------------------------------------------------------------------------
