@@ -27,6 +27,7 @@ import tracengent_api as api
 from ._deadline import with_deadline
 from ._options import TracengentOptions
 from ._permissions import TokenClaims, read_claims
+from ._wire import route
 
 logger = logging.getLogger("tracengent")
 
@@ -35,6 +36,7 @@ _REFRESH_LEAD_S = 60.0
 #: An OAuth error code (RFC 6749 5.2: `invalid_client`, ...): safe to repeat, unlike the rest of
 #: an error page, which may echo the request.
 _OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,40}")
+_TOKEN_ENDPOINT = route("oauth_token")
 
 
 class TokenState:
@@ -170,14 +172,14 @@ def read_token_answer(response: httpx.Response) -> api.TokenResponse:
         if isinstance(error, api.ApiDecodeError):  # its message names schema problems only
             said = str(error)
         else:
-            said = f"POST /v1/oauth/token answered {error.status_code}{_oauth_code(error.body)}"
+            said = f"{_TOKEN_ENDPOINT} answered {error.status_code}{_oauth_code(error.body)}"
         raise type(error)(
             said, status_code=error.status_code, body="", retry_after=error.retry_after
         ) from None
     problem = malformed_token(answer.access_token)
     if problem is not None:
         raise api.ApiDecodeError(
-            f"POST /v1/oauth/token answered {response.status_code}: the token endpoint answered "
+            f"{_TOKEN_ENDPOINT} answered {response.status_code}: the token endpoint answered "
             f"a malformed access token ({problem}); it was not used",
             status_code=response.status_code,
             body="",

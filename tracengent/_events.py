@@ -113,7 +113,7 @@ class AgentEvent:
 class StepEvent(NamedTuple):
     """A trace step's event: what `AgentEvent` holds, as a tuple, in the encoder's view.
 
-    Every tracked call makes one step, on the caller's thread (`_TraceBase._finish`), so it
+    Every tracked call makes one step, on the caller's thread (`Trace._finish`), so it
     travels as `StepFields`, these fields in this order, with input, output and attributes
     already JSON (see `_encode.encode_step`), viewed as a StepEvent by `step_event()`. It carries
     its own record time, so no `QueuedEvent` wraps it. The fields a step never sets are always

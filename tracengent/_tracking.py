@@ -16,6 +16,7 @@ from ._context import ambient_trace
 from ._credentials import is_credential_header
 from ._events import AgentEvent, EventStatuses, EventTypes
 from ._scrub import Scrubber
+from ._wire import STATUS_CODE
 
 _Scrub = Callable[[object, Iterable[str]], str]
 _ANONYMOUS = Scrubber()  # for a recorder that is no client: credential shapes only
@@ -57,7 +58,7 @@ def tool_call_event(
     failed = error is not None or status_code is None or status_code >= 400
     attributes: dict[str, Any] = {"method": request.method, "url": safe_url(request.url)}
     if status_code is not None:
-        attributes["statusCode"] = status_code
+        attributes[STATUS_CODE] = status_code
     if error is not None:  # an HTTP library's message may quote a (malformed) credential header
         attributes["error"] = (scrub or _ANONYMOUS.text)(
             f"{type(error).__name__}: {error}", credentials_of(request)

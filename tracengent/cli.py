@@ -254,7 +254,7 @@ def _current_user() -> str:
 
 
 def _cmd_grant(args: argparse.Namespace) -> int:
-    from .platform._decide import covers_all
+    from .platform import covers_all
 
     platform = _open_platform(args.policy, args.data)
     try:

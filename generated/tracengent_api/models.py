@@ -363,6 +363,40 @@ class ToolAuthorizeResponse(BaseModel):
     redactions: list[Redaction] | None = None
 
 
+class ToolCallAttributes(BaseModel):
+    """
+    The keys SDKs write into a tool_call event's attributes (Event.attributes is any JSON, so
+    a platform that knows none of them stores them as it stores any attributes).
+
+    """
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+    )
+    transport: str | None = None
+    """
+    How the tool was called (http, mcp, function).
+    """
+    method: str | None = None
+    url: str | None = None
+    """
+    The URL without credentials or query values.
+    """
+    status_code: Annotated[StrictInt | None, Field(alias="statusCode")] = None
+    error: str | None = None
+    """
+    Why the call failed, scrubbed of credentials.
+    """
+    decision_id: Annotated[str | None, Field(alias="decisionId")] = None
+    """
+    The decision that let the call through.
+    """
+    approval_id: Annotated[str | None, Field(alias="approvalId")] = None
+    """
+    The approval that held it.
+    """
+
+
 class ToolOutcome(str, Enum):
     POLICY_ALLOW = "policy_allow"
     POLICY_DENY = "policy_deny"

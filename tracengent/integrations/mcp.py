@@ -45,6 +45,7 @@ from .._events import AgentEvent, EventStatuses, EventTypes
 from .._jsonsafe import to_jsonable
 from .._tools import ToolGuardResult, raise_unless_allowed
 from .._trace import Trace, _Step, current_trace
+from .._wire import APPROVAL_ID, DECISION_ID
 
 __all__ = ["GovernedSession", "McpToolError", "ToolSession", "governed_session"]
 
@@ -126,9 +127,9 @@ class GovernedSession(Generic[R]):
         with contextlib.suppress(Exception):
             attributes: dict[str, Any] = {"transport": "mcp"}
             if guard is not None and guard.decision.decision_id is not None:
-                attributes["decisionId"] = guard.decision.decision_id
+                attributes[DECISION_ID] = guard.decision.decision_id
             if guard is not None and guard.decision.approval_id is not None:
-                attributes["approvalId"] = guard.decision.approval_id
+                attributes[APPROVAL_ID] = guard.decision.approval_id
             if trace is not None:
                 kind = EventTypes.TOOL_CALL
                 trace._finish(

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from ._asgi import PlatformApp
+from ._decide import covers_all
 from ._embedded import EmbeddedTransport
 from ._engine import Platform
 from ._policy import (
@@ -38,6 +39,7 @@ __all__ = [
     "Reply",
     "Store",
     "TraceSummary",
+    "covers_all",
     "default_data_dir",
     "default_policy",
     "embedded_platform",

@@ -9,13 +9,8 @@ that no longer exists fails at import instead of reading None forever.
 from __future__ import annotations
 
 import tracengent_api as api
-from pydantic import BaseModel
 
-
-def wire_name(model: type[BaseModel], field: str) -> str:
-    """The JSON key of `model`'s field `field` (its alias, or its own name when it has none)."""
-    return model.model_fields[field].alias or field
-
+from .._grammar.wire import wire_name
 
 EVENT_ID = wire_name(api.Event, "event_id")
 AGENT_ID = wire_name(api.Event, "agent_id")
