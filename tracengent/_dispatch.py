@@ -43,7 +43,7 @@ from time import time_ns as _time_ns
 from typing import Any
 
 from ._connection import Connection
-from ._events import AgentEvent, QueuedEvent, StepFields, queued_event
+from ._events import AgentEvent, QueuedEvent, StepFields
 from ._exporter import IngestExporter, Outcome
 from ._logs import RateLimitedLog
 from ._options import TracengentOptions
@@ -76,7 +76,7 @@ class _TraceClose:
 # an event with the time it was recorded, a trace step, or a marker
 _Item = QueuedEvent | StepFields | _Flush | _TraceClose
 _MARKERS = (_Flush, _TraceClose)
-_EVENTS = frozenset({QueuedEvent, tuple})  # the types of queued events (a step is a plain tuple)
+_EVENTS = frozenset({tuple})  # the type of queued events (QueuedEvent and StepFields), not markers
 
 
 class DeliveryStats:
@@ -163,7 +163,7 @@ class EventDispatcher:
     def enqueue(self, event: AgentEvent) -> bool:
         """The whole of `record()` on the caller: stamp the time and append. Defaults, ids and
         encoding happen on the dispatcher thread."""
-        return self._append(queued_event((event, _time_ns())))
+        return self._append((event, _time_ns()))
 
     def _append(self, item: _Item) -> bool:
         if self._closed:

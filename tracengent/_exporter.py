@@ -35,7 +35,7 @@ from ._encode import (
     join_batch,
     reread,
 )
-from ._events import QueuedEvent
+from ._events import QueuedEvent, StepFields
 from ._flow import Flow, Sleep, TokenUnavailable, authed, run_sync
 from ._options import TracengentOptions
 from ._retry import RetryPolicy
@@ -101,7 +101,9 @@ class IngestExporter:
 
     # --- encoding ------------------------------------------------------------------------------
 
-    def encode(self, taken: list[Any], session: ExportSession) -> tuple[list[bytes], int]:
+    def encode(
+        self, taken: list[QueuedEvent | StepFields], session: ExportSession
+    ) -> tuple[list[bytes], int]:
         """Encode queued events into one batch; also how many of `taken` it used (the rest do
         not fit and go back to the queue). What cannot be sent is counted as dropped here."""
         batch = list[bytes]()
@@ -113,8 +115,8 @@ class IngestExporter:
             # Whatever encoding raises, even past `except Exception` (user code raising
             # SystemExit), costs this event alone, never the thread.
             try:
-                if type(item) is QueuedEvent:
-                    encoded = encode_event(item.event, defaults, item.recorded_ns)
+                if len(item) == 2:  # QueuedEvent (a step has 19 fields: StepFields)
+                    encoded = encode_event(item[0], defaults, item[1])
                 else:
                     encoded = encode_step(item, defaults)
             except BaseException:  # noqa: BLE001 - on the dispatcher thread: nothing may end it
