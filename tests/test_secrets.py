@@ -104,6 +104,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         "TRACENGENT_AGENT_ID",
         "TRACENGENT_POLICY",
         "TRACENGENT_DELEGATED_TOKEN",
+        "TRACENGENT_ENFORCEMENT",
     ):
         monkeypatch.delenv(name, raising=False)
     data = tmp_path / "data"

@@ -24,6 +24,7 @@ from ._authorization import (
 from ._core import CLOSE_TIMEOUT_S, ClientCore, ClientSurface
 from ._deadline import bound_by_deadlines
 from ._delegation import AsyncDelegatedSession
+from ._enforcement import Enforcement
 from ._flow import Flow, run_async
 from ._options import TracengentOptions
 from ._tool_gate import AsyncToolGate
@@ -92,9 +93,14 @@ class AsyncTracengentClient(ClientSurface):
         return await self._run(authorize_flow(self._core, permission, context))
 
     async def ensure_authorized(
-        self, permission: str, context: Mapping[str, Any] | None = None
+        self,
+        permission: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        enforcement: Enforcement | None = None,
     ) -> AuthObligations | None:
-        return await self._run(ensure_flow(self._core, permission, context))
+        flow = ensure_flow(self._core, permission, context, enforcement=enforcement)
+        return await self._run(flow)
 
     async def wait_for_approval(
         self,

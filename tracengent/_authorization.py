@@ -20,6 +20,7 @@ import tracengent_api as api
 from pydantic import ValidationError
 
 from ._context import ambient_trace
+from ._enforcement import Enforcement, enforced, record_would
 from ._errors import NotAuthorizedException
 from ._events import Number
 from ._flow import Flow, Sleep, TokenUnavailable, authed
@@ -28,7 +29,7 @@ from ._tool_args import UnreadableArguments, to_json_arguments
 from ._wire import ESTIMATED_TOKENS, as_model
 
 if TYPE_CHECKING:
-    from ._runtime import FlowContext
+    from ._runtime import FlowContext, RecordingContext
 
 
 @dataclass
@@ -302,13 +303,22 @@ def _approval_refusal(status: str, approval: str, timeout: float, deadline: floa
 
 
 def ensure_flow(
-    core: FlowContext,
+    core: RecordingContext,
     permission: str,
     context: Mapping[str, Any] | None,
     bearer: str | None = None,
+    enforcement: Enforcement | None = None,
 ) -> Flow[AuthObligations | None]:
-    """Authorize, wait out a pending approval, enforce obligations; raise unless allowed."""
+    """Authorize, wait out a pending approval, enforce obligations; raise unless allowed.
+
+    In shadow mode (see `_enforcement`) nothing waits or raises: what would have denied, held
+    or bound redactions is recorded, and the call goes on (with the obligations, if allowed)."""
+    enforce = enforced(core, enforcement)  # a bad mode is refused before anything is asked
     decision = yield from authorize_flow(core, permission, context, bearer)
+    if not enforce:
+        redacts = bool(decision.obligations and decision.obligations.redact_fields)
+        record_would(core, "authorize", permission, decision, redacts)
+        return decision.obligations if decision.allowed else None
     if decision.pending and decision.approval_id is not None:
         approved = yield from approval_flow(core, decision.approval_id, bearer=bearer)
         if approved.allowed:  # the approval lifts the hold; the decision's obligations still bind

@@ -17,6 +17,7 @@ from ._authorization import (
 )
 from ._core import CLOSE_TIMEOUT_S, ClientCore, ClientSurface
 from ._delegation import DelegatedSession
+from ._enforcement import Enforcement
 from ._flow import Flow
 from ._options import TracengentOptions
 from ._tool_gate import ToolGate
@@ -76,10 +77,16 @@ class TracengentClient(ClientSurface):
         return self._run(authorize_flow(self._core, permission, context))
 
     def ensure_authorized(
-        self, permission: str, context: Mapping[str, Any] | None = None
+        self,
+        permission: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        enforcement: Enforcement | None = None,
     ) -> AuthObligations | None:
-        """Authorize, wait out a pending approval, and raise `NotAuthorizedException` unless allowed."""
-        return self._run(ensure_flow(self._core, permission, context))
+        """Authorize, wait out a pending approval, and raise `NotAuthorizedException` unless allowed.
+
+        `enforcement` overrides the client's option for this call ("enforce" or "shadow")."""
+        return self._run(ensure_flow(self._core, permission, context, enforcement=enforcement))
 
     def wait_for_approval(
         self,

@@ -19,30 +19,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 from tracengent_api import models as wire
 
-from ._event_keys import (
-    ACTOR_NAMES,
-    F_AMOUNT,
-    F_CURRENCY,
-    F_MODEL,
-    F_TOKENS,
-    F_USER,
-    K_AGENT,
-    K_AT,
-    K_COST,
-    K_DURATION,
-    K_ID,
-    K_IDEMPOTENCY,
-    K_NAME,
-    K_PARENT,
-    K_ROOT,
-    K_STATUS,
-    K_TAGS,
-    K_TRACE,
-    K_TYPE,
-    K_USAGE,
-    MONEY_NAMES,
-    USAGE_NAMES,
-)
+from . import _event_keys as keys
 from ._events import Actor, AgentEvent, Money, StepEvent, Usage
 from ._json_bytes import FLOAT_DIGITS, encode_object
 from ._jsonsafe import to_jsonable
@@ -124,14 +101,14 @@ def normalized(e: AgentEvent | StepEvent) -> AgentEvent:
     """`e` with every field of its wire type, or `BadField` naming the first field that cannot be."""
     duration = e.duration_ms
     return AgentEvent(
-        name=_text(e.name, K_NAME),
-        type=_text(e.type, K_TYPE),
-        status=_text(e.status, K_STATUS),
-        event_id=_optional_text(e.event_id, K_ID),
-        idempotency_key=_optional_text(e.idempotency_key, K_IDEMPOTENCY),
-        agent_id=_optional_text(e.agent_id, K_AGENT),
-        trace_id=_optional_text(e.trace_id, K_TRACE),
-        parent_event_id=_optional_text(e.parent_event_id, K_PARENT),
+        name=_text(e.name, keys.K_NAME),
+        type=_text(e.type, keys.K_TYPE),
+        status=_text(e.status, keys.K_STATUS),
+        event_id=_optional_text(e.event_id, keys.K_ID),
+        idempotency_key=_optional_text(e.idempotency_key, keys.K_IDEMPOTENCY),
+        agent_id=_optional_text(e.agent_id, keys.K_AGENT),
+        trace_id=_optional_text(e.trace_id, keys.K_TRACE),
+        parent_event_id=_optional_text(e.parent_event_id, keys.K_PARENT),
         cost=None if e.cost is None else _cost(e.cost),
         usage=None if e.usage is None else _usage(e.usage),
         actor=None if e.actor is None else _actor(e.actor),
@@ -139,9 +116,9 @@ def normalized(e: AgentEvent | StepEvent) -> AgentEvent:
         output=e.output,
         attributes=e.attributes,
         occurred_at=_time(e.occurred_at),
-        duration_ms=None if duration is None else _count(duration, K_DURATION, rounded=True),
+        duration_ms=None if duration is None else _count(duration, keys.K_DURATION, rounded=True),
         tags=_tags(e.tags),
-        root_request=_optional_text(e.root_request, K_ROOT),
+        root_request=_optional_text(e.root_request, keys.K_ROOT),
     )
 
 
@@ -238,23 +215,26 @@ def _type_name(value: Any) -> str:
 
 
 def _cost(value: Any) -> Money:
-    amount = _part(value, "amount", MONEY_NAMES, F_AMOUNT)
+    amount = _part(value, "amount", keys.MONEY_NAMES, keys.F_AMOUNT)
     if amount is None:
-        raise BadField(F_AMOUNT, "is missing")
-    currency = _part(value, "currency", MONEY_NAMES, F_CURRENCY)
-    return Money(_amount(amount, F_AMOUNT), _text(currency, F_CURRENCY))
+        raise BadField(keys.F_AMOUNT, "is missing")
+    currency = _part(value, "currency", keys.MONEY_NAMES, keys.F_CURRENCY)
+    return Money(_amount(amount, keys.F_AMOUNT), _text(currency, keys.F_CURRENCY))
 
 
 def _usage(value: Any) -> Usage:
-    tokens = _part(value, "tokens", USAGE_NAMES, F_TOKENS)
-    model = _part(value, "model", USAGE_NAMES, F_MODEL)
+    tokens = _part(value, "tokens", keys.USAGE_NAMES, keys.F_TOKENS)
+    model = _part(value, "model", keys.USAGE_NAMES, keys.F_MODEL)
     return Usage(
-        None if tokens is None else _count(tokens, F_TOKENS), _optional_text(model, F_MODEL)
+        None if tokens is None else _count(tokens, keys.F_TOKENS),
+        _optional_text(model, keys.F_MODEL),
     )
 
 
 def _actor(value: Any) -> Actor:
-    return Actor(_optional_text(_part(value, "user_id", ACTOR_NAMES, F_USER), F_USER))
+    return Actor(
+        _optional_text(_part(value, "user_id", keys.ACTOR_NAMES, keys.F_USER), keys.F_USER)
+    )
 
 
 def _time(value: Any) -> datetime | str | None:
@@ -262,7 +242,7 @@ def _time(value: Any) -> datetime | str | None:
         return value
     if isinstance(value, str):
         return str.__str__(value)
-    raise BadField(K_AT, f"is {_type_name(value)}; send a datetime or ISO-8601 text")
+    raise BadField(keys.K_AT, f"is {_type_name(value)}; send a datetime or ISO-8601 text")
 
 
 def _tags(own: Any) -> list[str] | None:
@@ -270,7 +250,7 @@ def _tags(own: Any) -> list[str] | None:
     if own is None:
         return None
     items = list(own) if isinstance(own, list | tuple | set | frozenset) else [own]
-    return [_text(tag, K_TAGS) for tag in items if tag is not None]
+    return [_text(tag, keys.K_TAGS) for tag in items if tag is not None]
 
 
 def model_problem(obj: dict[str, Any]) -> Invalid | None:
@@ -285,14 +265,17 @@ def model_problem(obj: dict[str, Any]) -> Invalid | None:
 
 def numbers_problem(obj: dict[str, Any]) -> Invalid | None:
     """What breaks the number rules in a wire object the model accepted (see MAX_COUNT)."""
-    usage, cost = obj.get(K_USAGE), obj.get(K_COST)
+    usage, cost = obj.get(keys.K_USAGE), obj.get(keys.K_COST)
     try:
-        if (duration := obj.get(K_DURATION)) is not None:
-            _count(duration, K_DURATION)
-        if isinstance(usage, dict) and (tokens := usage.get(USAGE_NAMES["tokens"])) is not None:
-            _count(tokens, F_TOKENS)
+        if (duration := obj.get(keys.K_DURATION)) is not None:
+            _count(duration, keys.K_DURATION)
+        if (
+            isinstance(usage, dict)
+            and (tokens := usage.get(keys.USAGE_NAMES["tokens"])) is not None
+        ):
+            _count(tokens, keys.F_TOKENS)
         if isinstance(cost, dict):
-            _amount(cost.get(MONEY_NAMES["amount"]), F_AMOUNT)
+            _amount(cost.get(keys.MONEY_NAMES["amount"]), keys.F_AMOUNT)
     except BadField as bad:
         return bad.invalid
     return None

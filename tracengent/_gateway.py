@@ -27,13 +27,14 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import httpx
 import tracengent_api as api
 
 from ._credentials import is_credential_header
-from ._errors import ToolDeniedException
+from ._enforcement import Enforcement, enforced, let_through
+from ._errors import ToolDeniedException, ToolPendingApprovalException
 from ._events import AgentEvent, EventStatuses, EventTypes
 from ._form import FormError, Tree, encode_form, parse_form, redact_form
 from ._http_body import MAX_BODY_BYTES, Body, read_body, redacted_bytes
@@ -175,6 +176,37 @@ def forwardable(
         content=content,
         extensions=request.extensions,
     )
+
+
+def gate_flow(
+    core: RecordingContext, outgoing: Outgoing, enforcement: Enforcement | None
+) -> Flow[httpx.Request]:
+    """The one logic of both transports: refuse what would go elsewhere, ask, and give the
+    request to send; in shadow mode, the original request, what would have been refused or
+    rewritten recorded instead (see `_enforcement`)."""
+    fail_open = core.options.tool_governance_fail_open
+    if enforced(core, enforcement):  # a bad mode is refused before anything is asked
+        refuse(core, outgoing)
+        decision = yield from tool_authorize_flow(core, outgoing.asked, fail_open=fail_open)
+        return forwardable(outgoing, decision, core)
+    if outgoing.refusal is not None:
+        refused = decided(core, outgoing.subject, ToolDecision.deny(outgoing.refusal))
+        let_through(core, "tool", outgoing.subject, refused, "deny")
+        return outgoing.request
+    decision = yield from tool_authorize_flow(core, outgoing.asked, fail_open=fail_open)
+    try:
+        sent = forwardable(outgoing, decision, core)
+    except ToolPendingApprovalException:
+        let_through(core, "tool", outgoing.subject, decision, "hold")
+    except ToolDeniedException as denied:
+        refused = dataclasses.replace(
+            decision, allowed=False, status="denied", reason=denied.reason
+        )
+        let_through(core, "tool", outgoing.subject, refused, "deny")
+    else:
+        if sent is not outgoing.request:
+            let_through(core, "tool", outgoing.subject, decision, "redact")
+    return outgoing.request
 
 
 def refuse(core: RecordingContext, outgoing: Outgoing) -> None:
@@ -409,7 +441,26 @@ async def _aread(request: httpx.Request) -> tuple[httpx.Request, bytes | None]:
     return read, content
 
 
-class GatewayTransport(httpx.BaseTransport):
+_C = TypeVar("_C")
+_I = TypeVar("_I")
+
+
+class _Gate(Generic[_C, _I]):
+    """What both gate transports hold: the client, the transport under the gate (its own
+    default when none is given) and the call's `enforcement` override (see `_enforcement`)."""
+
+    def __init__(
+        self, client: _C, inner: _I | None = None, *, enforcement: Enforcement | None = None
+    ) -> None:
+        self._client = client
+        self._inner = inner if inner is not None else self._default_inner()
+        self._enforcement = enforcement
+
+    def _default_inner(self) -> _I:
+        raise NotImplementedError
+
+
+class GatewayTransport(_Gate[_SyncClient, httpx.BaseTransport], httpx.BaseTransport):
     """Governs every request before handing it to `inner` (default: `httpx.HTTPTransport`).
 
     Used directly, it must be the client's only transport: `httpx.Client(transport=gate,
@@ -417,42 +468,28 @@ class GatewayTransport(httpx.BaseTransport):
     arguments and keeps the gate outermost.
     """
 
-    def __init__(self, client: _SyncClient, inner: httpx.BaseTransport | None = None) -> None:
-        self._client = client
-        self._inner = inner or httpx.HTTPTransport()
+    def _default_inner(self) -> httpx.BaseTransport:
+        return httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        core = self._client._core
-        outgoing = describe(*_read(request))
-        refuse(core, outgoing)
-        decision = self._client._run(
-            tool_authorize_flow(
-                core, outgoing.asked, fail_open=core.options.tool_governance_fail_open
-            )
-        )
-        return self._inner.handle_request(forwardable(outgoing, decision, core))
+        flow = gate_flow(self._client._core, describe(*_read(request)), self._enforcement)
+        return self._inner.handle_request(self._client._run(flow))
 
     def close(self) -> None:
         self._inner.close()
 
 
-class AsyncGatewayTransport(httpx.AsyncBaseTransport):
+class AsyncGatewayTransport(
+    _Gate[_AsyncClient, httpx.AsyncBaseTransport], httpx.AsyncBaseTransport
+):
     """The async twin of `GatewayTransport`."""
 
-    def __init__(self, client: _AsyncClient, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self._client = client
-        self._inner = inner or httpx.AsyncHTTPTransport()
+    def _default_inner(self) -> httpx.AsyncBaseTransport:
+        return httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        core = self._client._core
-        outgoing = describe(*await _aread(request))
-        refuse(core, outgoing)
-        decision = await self._client._run(
-            tool_authorize_flow(
-                core, outgoing.asked, fail_open=core.options.tool_governance_fail_open
-            )
-        )
-        return await self._inner.handle_async_request(forwardable(outgoing, decision, core))
+        flow = gate_flow(self._client._core, describe(*await _aread(request)), self._enforcement)
+        return await self._inner.handle_async_request(await self._client._run(flow))
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -511,7 +548,11 @@ def _gated_arguments(
 
 
 def governed_client(
-    client: _SyncClient, *, inner: httpx.BaseTransport | None = None, **httpx_kwargs: Any
+    client: _SyncClient,
+    *,
+    inner: httpx.BaseTransport | None = None,
+    enforcement: Enforcement | None = None,
+    **httpx_kwargs: Any,
 ) -> httpx.Client:
     """An `httpx.Client` whose every request (and redirect hop) is authorized first.
 
@@ -519,11 +560,14 @@ def governed_client(
     `limits=`, `trust_env=` configure the transport under the gate (or pass your own as
     `inner=`); each of `mounts=` is put under the gate too. `transport=` is refused: it would
     replace the gate. Proxies from the environment (``HTTPS_PROXY``, …) are not used: pass
-    `proxy=`.
+    `proxy=`. `enforcement=` ("enforce" or "shadow") overrides the client's option for the
+    requests of this client.
     """
 
     def gate(inner: httpx.BaseTransport) -> httpx.BaseTransport:
-        return inner if isinstance(inner, GatewayTransport) else GatewayTransport(client, inner)
+        if isinstance(inner, GatewayTransport):
+            return inner
+        return GatewayTransport(client, inner, enforcement=enforcement)
 
     kwargs = _gated_arguments("governed_client", gate, httpx.HTTPTransport, inner, httpx_kwargs)
     return httpx.Client(**kwargs)
@@ -533,6 +577,7 @@ def async_governed_client(
     client: _AsyncClient,
     *,
     inner: httpx.AsyncBaseTransport | None = None,
+    enforcement: Enforcement | None = None,
     **httpx_kwargs: Any,
 ) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` whose every request (and redirect hop) is authorized first; takes
@@ -541,7 +586,7 @@ def async_governed_client(
     def gate(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
         if isinstance(inner, AsyncGatewayTransport):
             return inner
-        return AsyncGatewayTransport(client, inner)
+        return AsyncGatewayTransport(client, inner, enforcement=enforcement)
 
     kwargs = _gated_arguments(
         "async_governed_client", gate, httpx.AsyncHTTPTransport, inner, httpx_kwargs

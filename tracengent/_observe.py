@@ -46,6 +46,10 @@ class Observer:
         """An authorization (`kind="authorize"`, subject = permission) or tool-governance
         (`kind="tool"`, subject = tool or function name) decision was taken, fail-closed ones too."""
 
+    def not_enforced(self, kind: str, subject: str, decision: Decision, would: str) -> None:
+        """Shadow mode let a call through that `decision` would have refused: `would` is what
+        enforcing it would have done ("deny", "hold" or "redact")."""
+
 
 class Decision(Protocol):
     """What an observer reads of a decision; `AuthDecision` and `ToolDecision` both are one."""

@@ -28,7 +28,13 @@ _ENV_VARS = {
     "client_secret": "TRACENGENT_CLIENT_SECRET",
     "ingest_key": "TRACENGENT_INGEST_KEY",
     "environment": "TRACENGENT_ENVIRONMENT",
+    "enforcement": "TRACENGENT_ENFORCEMENT",
 }
+
+
+def _env_enforcement() -> str:
+    return os.environ.get(_ENV_VARS["enforcement"], "").strip()
+
 
 _SECRETS = frozenset({"client_secret", "ingest_key"})
 
@@ -114,6 +120,10 @@ class TracengentOptions:
     max_event_bytes: int = 256 * 1024
     #: How long the flush at interpreter exit may delay the process from exiting.
     shutdown_timeout_s: float = 5.0
+    #: ``"enforce"`` blocks what governance refuses; ``"shadow"`` asks and records every decision
+    #: but blocks and rewrites nothing, recording what it would have done (to roll out safely).
+    #: Defaults to ``TRACENGENT_ENFORCEMENT`` when that is set, so operators can flip it.
+    enforcement: str = field(default_factory=lambda: _env_enforcement() or "enforce")
 
     @property
     def uses_client_credentials(self) -> bool:
@@ -285,6 +295,11 @@ def _check_types(o: TracengentOptions) -> list[str]:
     if not isinstance(o.tool_governance_fail_open, bool):
         problems.append(
             _wrong_type("tool_governance_fail_open", "a bool", o.tool_governance_fail_open)
+        )
+    if o.enforcement not in ("enforce", "shadow"):
+        problems.append(
+            f"enforcement must be 'enforce' or 'shadow', got {o.enforcement!r}: pass "
+            f"TracengentOptions(enforcement=...) or set {_ENV_VARS['enforcement']}"
         )
     return problems
 

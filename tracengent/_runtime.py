@@ -47,8 +47,14 @@ class FlowContext(Protocol):
         ...
 
 
-class Runtime(FlowContext, Protocol):
-    """A flow context that can also run a flow to its end with blocking I/O."""
+class RecordingContext(FlowContext, Protocol):
+    """A flow context that records events too (the egress gate records ungoverned calls)."""
+
+    def record(self, event: AgentEvent) -> None: ...
+
+
+class Runtime(RecordingContext, Protocol):
+    """A recording flow context that can also run a flow to its end with blocking I/O."""
 
     def run_sync(self, flow: Flow[T]) -> T: ...
 
@@ -71,12 +77,6 @@ class EventQueue(Protocol):
     def enqueue_step(self, step: StepFields) -> bool: ...
 
     def enqueue_trace_close(self, wire: dict[str, Any]) -> None: ...
-
-
-class RecordingContext(FlowContext, Protocol):
-    """A flow context that records events too (the egress gate records ungoverned calls)."""
-
-    def record(self, event: AgentEvent) -> None: ...
 
 
 class Recorder(RecordingContext, Protocol):

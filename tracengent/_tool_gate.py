@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tracengent_api as api
 
+from ._enforcement import Enforcement, enforced, let_through, would
 from ._flow import Call, Flow
 from ._redaction import apply_redactions_to_value
 from ._tool_args import UnreadableArguments, rebuilt, to_json_arguments
@@ -25,7 +26,7 @@ from ._tools import (
 )
 
 if TYPE_CHECKING:
-    from ._runtime import AsyncRunner, FlowContext, Runtime
+    from ._runtime import AsyncRunner, FlowContext, RecordingContext, Runtime
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -131,51 +132,103 @@ def _call_with(fn: Callable[..., T], signature: inspect.Signature, arguments: An
 
 
 def _authorize_flow(
-    core: FlowContext, transport: api.Transport, name: str, arguments: Any
+    core: RecordingContext,
+    transport: api.Transport,
+    name: str,
+    arguments: Any,
+    enforcement: Enforcement | None = None,
 ) -> Flow[ToolGuardResult]:
+    enforce = enforced(core, enforcement)  # a bad mode is refused before anything is asked
     asked = arguments if isinstance(arguments, _Asked) else _Asked.of(arguments)
-    return _guarded((yield from _decide(core, transport, name, asked)), asked)
+    guard = _guarded((yield from _decide(core, transport, name, asked)), asked)
+    return guard if enforce else _shadowed(core, name, guard, asked)
+
+
+def _shadowed(
+    core: RecordingContext, name: str, guard: ToolGuardResult, asked: _Asked
+) -> ToolGuardResult:
+    """Shadow mode: the call goes on with its arguments as given, and what enforcing the
+    decision would have done (deny, hold, redact) is recorded."""
+    decision = guard.decision
+    rules = redactions_for(decision) if decision.allowed else []
+    redacts = bool(rules) and apply_redactions_to_value(asked.json, rules) != asked.json
+    what = would(decision, redacts)
+    if what is None:
+        return guard
+    let_through(core, "tool", name, decision, what)
+    return ToolGuardResult(decision.shadowed(what), asked.original)
 
 
 def _guard_flow(
-    core: FlowContext,
+    core: RecordingContext,
     transport: api.Transport,
     name: str,
     arguments: Any,
     invoke: Callable[[Any], T | Awaitable[T]],
+    enforcement: Enforcement | None = None,
 ) -> Flow[T]:
     """Decide, then run the user's `invoke(decided arguments)` only if the call is allowed:
     the one logic of every guard and governed function, sync or async (the async driver awaits
     what `invoke` returns)."""
-    guard = yield from _authorize_flow(core, transport, name, arguments)
+    guard = yield from _authorize_flow(core, transport, name, arguments, enforcement)
     raise_unless_allowed(guard.decision)
     result: T = yield Call(functools.partial(invoke, guard.arguments))
     return result
 
 
+#: a call's own choice of enforcement; None: the client's option
+_Mode = Enforcement | None
+
+
 class ToolGate:
-    """`client.tools` of the sync client."""
+    """`client.tools` of the sync client.
+
+    Each method takes `enforcement=` ("enforce" or "shadow") to override the client's option
+    for that call (see `TracengentOptions.enforcement`).
+    """
 
     def __init__(self, core: Runtime) -> None:
         self._core = core
 
-    def authorize_mcp(self, tool_name: str, arguments: Any = None) -> ToolGuardResult:
+    def authorize_mcp(
+        self, tool_name: str, arguments: Any = None, *, enforcement: _Mode = None
+    ) -> ToolGuardResult:
         """Authorize an MCP `tools/call`: the decision and the arguments to forward."""
-        return self._core.run_sync(_authorize_flow(self._core, _MCP, tool_name, arguments))
+        flow = _authorize_flow(self._core, _MCP, tool_name, arguments, enforcement)
+        return self._core.run_sync(flow)
 
-    def authorize_function(self, function_name: str, arguments: Any = None) -> ToolGuardResult:
+    def authorize_function(
+        self, function_name: str, arguments: Any = None, *, enforcement: _Mode = None
+    ) -> ToolGuardResult:
         """Authorize an LLM function call: the decision and the arguments to forward."""
-        return self._core.run_sync(_authorize_flow(self._core, _FN, function_name, arguments))
+        flow = _authorize_flow(self._core, _FN, function_name, arguments, enforcement)
+        return self._core.run_sync(flow)
 
-    def guard_mcp(self, tool_name: str, arguments: Any, invoke: Callable[[Any], T]) -> T:
+    def guard_mcp(
+        self,
+        tool_name: str,
+        arguments: Any,
+        invoke: Callable[[Any], T],
+        *,
+        enforcement: _Mode = None,
+    ) -> T:
         """Call `invoke(redacted arguments)` only if the MCP tool call is allowed."""
-        return self._core.run_sync(_guard_flow(self._core, _MCP, tool_name, arguments, invoke))
+        flow = _guard_flow(self._core, _MCP, tool_name, arguments, invoke, enforcement)
+        return self._core.run_sync(flow)
 
-    def guard_function(self, function_name: str, arguments: Any, invoke: Callable[[Any], T]) -> T:
+    def guard_function(
+        self,
+        function_name: str,
+        arguments: Any,
+        invoke: Callable[[Any], T],
+        *,
+        enforcement: _Mode = None,
+    ) -> T:
         """Call `invoke(redacted arguments)` only if the function call is allowed."""
-        return self._core.run_sync(_guard_flow(self._core, _FN, function_name, arguments, invoke))
+        flow = _guard_flow(self._core, _FN, function_name, arguments, invoke, enforcement)
+        return self._core.run_sync(flow)
 
-    def governed(self, name: str | None = None) -> Callable[[F], F]:
+    def governed(self, name: str | None = None, *, enforcement: _Mode = None) -> Callable[[F], F]:
         """Decorate a function an LLM may call: authorized first, run with redacted arguments.
 
         Works on sync and async functions; on an async one the authorization runs in a worker
@@ -183,7 +236,8 @@ class ToolGate:
         """
 
         def decorate(fn: F) -> F:
-            return cast(F, _governed(self._core, None, fn, name or fn.__name__))
+            governed = _governed(self._core, None, fn, name or fn.__name__, enforcement)
+            return cast(F, governed)
 
         return decorate
 
@@ -195,29 +249,45 @@ class AsyncToolGate:
         self._core = core
         self._run = run  # the async client's driver
 
-    async def authorize_mcp(self, tool_name: str, arguments: Any = None) -> ToolGuardResult:
-        return await self._run(_authorize_flow(self._core, _MCP, tool_name, arguments))
+    async def authorize_mcp(
+        self, tool_name: str, arguments: Any = None, *, enforcement: _Mode = None
+    ) -> ToolGuardResult:
+        return await self._run(_authorize_flow(self._core, _MCP, tool_name, arguments, enforcement))
 
     async def authorize_function(
-        self, function_name: str, arguments: Any = None
+        self, function_name: str, arguments: Any = None, *, enforcement: _Mode = None
     ) -> ToolGuardResult:
-        return await self._run(_authorize_flow(self._core, _FN, function_name, arguments))
+        flow = _authorize_flow(self._core, _FN, function_name, arguments, enforcement)
+        return await self._run(flow)
 
     async def guard_mcp(
-        self, tool_name: str, arguments: Any, invoke: Callable[[Any], T | Awaitable[T]]
+        self,
+        tool_name: str,
+        arguments: Any,
+        invoke: Callable[[Any], T | Awaitable[T]],
+        *,
+        enforcement: _Mode = None,
     ) -> T:
-        return await self._run(_guard_flow(self._core, _MCP, tool_name, arguments, invoke))
+        flow = _guard_flow(self._core, _MCP, tool_name, arguments, invoke, enforcement)
+        return await self._run(flow)
 
     async def guard_function(
-        self, function_name: str, arguments: Any, invoke: Callable[[Any], T | Awaitable[T]]
+        self,
+        function_name: str,
+        arguments: Any,
+        invoke: Callable[[Any], T | Awaitable[T]],
+        *,
+        enforcement: _Mode = None,
     ) -> T:
-        return await self._run(_guard_flow(self._core, _FN, function_name, arguments, invoke))
+        flow = _guard_flow(self._core, _FN, function_name, arguments, invoke, enforcement)
+        return await self._run(flow)
 
-    def governed(self, name: str | None = None) -> Callable[[F], F]:
+    def governed(self, name: str | None = None, *, enforcement: _Mode = None) -> Callable[[F], F]:
         """As `ToolGate.governed`; an async function is authorized without leaving the loop."""
 
         def decorate(fn: F) -> F:
-            return cast(F, _governed(self._core, self._run, fn, name or fn.__name__))
+            governed = _governed(self._core, self._run, fn, name or fn.__name__, enforcement)
+            return cast(F, governed)
 
         return decorate
 
@@ -230,6 +300,7 @@ def _governed(
     run_async: AsyncRunner | None,
     fn: Callable[..., Any],
     name: str,
+    enforcement: Enforcement | None,
 ) -> Callable[..., Any]:
     """`fn`, each call of it guarded by `_guard_flow`: sync, or async when `fn` is; an async
     `fn` of the sync client is decided in a worker thread and awaited on the caller's loop."""
@@ -241,7 +312,7 @@ def _governed(
         except UnreadableArguments as error:
             arguments = _Asked(None, None, f"tool call not sent: {error}", per_parameter=True)
         run = functools.partial(_call_with, fn, signature)
-        return _guard_flow(core, _FN, name, arguments, run)
+        return _guard_flow(core, _FN, name, arguments, run, enforcement)
 
     if inspect.iscoroutinefunction(fn):
 

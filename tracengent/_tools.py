@@ -8,6 +8,7 @@ as ungoverned.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,20 @@ class ToolDecision:
     redactions: list[Redaction] | None = None
     #: True when no decision could be had and the user's fail-open setting let the call through.
     ungoverned: bool = field(default=False, repr=False)
+    #: In shadow mode: what enforcing the platform's decision would have done ("deny", "hold",
+    #: "redact"); this decision then lets the call through unchanged.
+    not_enforced: str | None = None
+
+    def shadowed(self, what: str) -> ToolDecision:
+        """This decision as shadow mode applies it: an allow that says what it did not enforce."""
+        return dataclasses.replace(
+            self,
+            allowed=True,
+            status="allowed",
+            reason=f"shadow mode: would {what}: {self.reason}",
+            redactions=None,
+            not_enforced=what,
+        )
 
     @property
     def pending(self) -> bool:

@@ -44,6 +44,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
 from .._async_client import AsyncTracengentClient
 from .._authorization import AuthDecision
 from .._client import TracengentClient
+from .._enforcement import Enforcement, check_mode, shadowed
 
 __all__ = [
     "TracengentForbidden",
@@ -101,6 +102,7 @@ def require_agent_permission(
     *,
     client: TracengentClient | AsyncTracengentClient | None = None,
     context: RequestContext = None,
+    enforcement: Enforcement | None = None,
 ) -> Callable[[Request], Awaitable[AuthDecision]]:
     """A dependency that lets the request through only if the agent may do `permission`.
 
@@ -108,8 +110,12 @@ def require_agent_permission(
     280, "currency": "EUR"}`), or is computed per request by a function of the `Request`, sync
     (it runs on the loop: keep it cheap) or async (e.g. to read the JSON body). An allow whose
     `maxAmount` obligation the context's amount exceeds is a deny, as in `ensure_authorized`.
-    Resolves to the allow decision; raises `TracengentForbidden` otherwise.
+    Resolves to the allow decision; raises `TracengentForbidden` otherwise. In shadow mode (the
+    client's `enforcement` option, or `enforcement=` here) a refusal is recorded as what it would
+    have done and the request goes on, resolving to the refusing decision.
     """
+    if enforcement is not None:
+        check_mode(enforcement, "require_agent_permission(enforcement=...)")
 
     async def dependency(request: Request) -> AuthDecision:
         chosen = client if client is not None else getattr(request.app.state, _STATE_KEY, None)
@@ -124,7 +130,9 @@ def require_agent_permission(
             decision = await chosen.authorize(permission, asked)
         else:
             decision = await run_in_threadpool(chosen.authorize, permission, asked)
-        if not decision.allowed:
+        if not decision.allowed and not shadowed(
+            chosen._core, enforcement, "authorize", permission, decision
+        ):
             raise TracengentForbidden(permission, decision.denial_reason, decision)
         return decision
 

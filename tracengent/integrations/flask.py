@@ -36,6 +36,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
 
 from .._async_client import AsyncTracengentClient
 from .._client import TracengentClient
+from .._enforcement import Enforcement, check_mode, shadowed
 
 __all__ = ["install_tracengent", "require_agent_permission"]
 
@@ -58,6 +59,7 @@ def require_agent_permission(
     *,
     client: TracengentClient | None = None,
     context: RequestContext = None,
+    enforcement: Enforcement | None = None,
 ) -> Callable[[F], F]:
     """A view decorator that runs the view only if the agent may do `permission`.
 
@@ -65,7 +67,11 @@ def require_agent_permission(
     280, "currency": "EUR"}`), or is computed per request by a function of `flask.request`. An
     allow whose `maxAmount` obligation the context's amount exceeds is a deny, as in
     `ensure_authorized`. Put it below `@app.route` so the route registers the guarded view.
+    In shadow mode (the client's `enforcement` option, or `enforcement=` here) a refusal is
+    recorded as what it would have done and the view runs.
     """
+    if enforcement is not None:
+        check_mode(enforcement, "require_agent_permission(enforcement=...)")
     if client is not None:
         _refuse_async(client)
 
@@ -74,14 +80,14 @@ def require_agent_permission(
 
             @functools.wraps(view)
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                denied = _deny_or_none(permission, client, context)
+                denied = _deny_or_none(permission, client, context, enforcement)
                 return denied if denied is not None else await view(*args, **kwargs)
 
             return cast(F, guarded_async)
 
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            denied = _deny_or_none(permission, client, context)
+            denied = _deny_or_none(permission, client, context, enforcement)
             return denied if denied is not None else view(*args, **kwargs)
 
         return cast(F, guarded)
@@ -90,7 +96,10 @@ def require_agent_permission(
 
 
 def _deny_or_none(
-    permission: str, client: TracengentClient | None, context: RequestContext
+    permission: str,
+    client: TracengentClient | None,
+    context: RequestContext,
+    enforcement: Enforcement | None,
 ) -> Response | None:
     """Ask the platform; the 403 answer when denied, None (and the decision in `g`) when allowed."""
     chosen = client if client is not None else current_app.extensions.get(_EXT_KEY)
@@ -102,7 +111,7 @@ def _deny_or_none(
         )
     asked = context(request) if callable(context) else context
     decision = chosen.authorize(permission, asked)  # held to its obligations already
-    if decision.allowed:
+    if decision.allowed or shadowed(chosen._core, enforcement, "authorize", permission, decision):
         g.tracengent_decision = decision
         return None
     body = {"error": "forbidden", "permission": permission, "reason": decision.denial_reason}

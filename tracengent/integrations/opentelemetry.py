@@ -8,8 +8,9 @@
 
 A trace is an `invoke_agent` span made current for its body, its tool calls, LLM calls and actions
 are child spans current while they run (so the application's own spans nest under them), each
-authorization or tool-governance decision is a `tracengent.decision` event on the span it gated,
-and every event the client records carries the ids of the span current when it was recorded
+authorization or tool-governance decision is a `tracengent.decision` event on the span it gated
+(and one shadow mode let through a `tracengent.shadow` event, `tracengent.shadow.would` saying
+what enforcing it would have done), and every event the client records carries the ids of the span current when it was recorded
 (`otel.trace_id`, `otel.span_id`) while the spans carry Tracengent's ids: either side leads to
 the other. Names follow the OpenTelemetry GenAI semantic conventions.
 
@@ -236,6 +237,13 @@ class _SpanObserver(Observer):
         if span.is_recording():
             attributes = decision_attributes(kind, subject, decision)
             span.add_event("tracengent.decision", attributes)
+
+    def not_enforced(self, kind: str, subject: str, decision: Decision, would: str) -> None:
+        span = otel_trace.get_current_span(self._current())
+        if span.is_recording():
+            attributes = decision_attributes(kind, subject, decision)
+            attributes["tracengent.shadow.would"] = would
+            span.add_event("tracengent.shadow", attributes)
 
     def event_recorded(self, event: AgentEvent) -> None:
         if not isinstance(event, AgentEvent):
