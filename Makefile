@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install generate check lint typecheck fresh test demo demo-low-level clean
+.PHONY: install generate check lint typecheck fresh test demo demo-low-level demo-approval clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ check: lint typecheck fresh test
 ## Install and run the quickstart scenario against the embedded local platform.
 demo: $(STAMP)
 	$(PY) samples/demo_agent.py
+
+## A non-blocking approval: one process asks and exits, a reviewer approves, another resumes.
+demo-approval: $(STAMP)
+	$(PY) samples/demo_approval.py
 
 ## The same flow on the generated low-level API (tracengent_api).
 demo-low-level: $(STAMP)

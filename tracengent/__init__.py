@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re-exported)
+    from ._approvals import (
+        ApprovalHandle as ApprovalHandle,
+        ApprovalPendingException as ApprovalPendingException,
+    )
     from ._async_client import (
         AsyncTracengentClient as AsyncTracengentClient,
     )
@@ -91,6 +95,8 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re
     )
 
 _EXPORTS = {
+    "ApprovalHandle": "._approvals",
+    "ApprovalPendingException": "._approvals",
     "Actor": "._events",
     "AgentEvent": "._events",
     "AgentTokenProvider": "._auth",

@@ -14,12 +14,14 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ._approvals import ApprovalHandle, parse_handle
 from ._authorization import (
     AuthDecision,
     AuthObligations,
     approval_flow,
     authorize_flow,
     ensure_flow,
+    resume_flow,
 )
 from ._core import CLOSE_TIMEOUT_S, ClientCore, ClientSurface
 from ._deadline import bound_by_deadlines
@@ -97,9 +99,25 @@ class AsyncTracengentClient(ClientSurface):
         permission: str,
         context: Mapping[str, Any] | None = None,
         *,
+        wait: bool = True,
         enforcement: Enforcement | None = None,
     ) -> AuthObligations | None:
-        flow = ensure_flow(self._core, permission, context, enforcement=enforcement)
+        flow = ensure_flow(self._core, permission, context, enforcement=enforcement, wait=wait)
+        return await self._run(flow)
+
+    async def resume_approval(
+        self,
+        handle: ApprovalHandle | str,
+        permission: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> AuthObligations | None:
+        flow = resume_flow(
+            self._core, parse_handle(handle), permission, context,
+            self._core.released_approvals, wait, timeout,
+        )  # fmt: skip
         return await self._run(flow)
 
     async def wait_for_approval(

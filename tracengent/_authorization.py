@@ -19,6 +19,12 @@ import httpx
 import tracengent_api as api
 from pydantic import ValidationError
 
+from ._approvals import (
+    ApprovalHandle,
+    ApprovalPendingException,
+    authorize_digest,
+    resume_problem,
+)
 from ._context import ambient_trace
 from ._enforcement import Enforcement, enforced, record_would
 from ._errors import NotAuthorizedException
@@ -264,8 +270,10 @@ def approval_flow(
     timeout: float | None = None,
     poll_interval: float | None = None,
     bearer: str | None = None,
+    wait: bool = True,
 ) -> Flow[AuthDecision]:
-    """Poll a pending approval until a person decides, it expires, or `timeout` runs out."""
+    """Poll a pending approval until a person decides, it expires, or `timeout` runs out;
+    without `wait`, ask once: still pending is a pending decision."""
     options = core.options
     timeout = options.approval_timeout_s if timeout is None else timeout
     poll_interval = options.approval_poll_interval_s if poll_interval is None else poll_interval
@@ -283,6 +291,11 @@ def approval_flow(
         if status == "approved":
             return AuthDecision(
                 allowed=True, status="allowed", reason="approved", approval_id=approval_id
+            )
+        if not wait and status == "pending":
+            undecided = "nobody has decided yet"
+            return AuthDecision(
+                status="pending_approval", reason=undecided, approval_id=approval_id
             )
         reason = _approval_refusal(status, core.scrub(approval_id), timeout, deadline)
         if reason is not None:
@@ -308,6 +321,7 @@ def ensure_flow(
     context: Mapping[str, Any] | None,
     bearer: str | None = None,
     enforcement: Enforcement | None = None,
+    wait: bool = True,
 ) -> Flow[AuthObligations | None]:
     """Authorize, wait out a pending approval, enforce obligations; raise unless allowed.
 
@@ -320,6 +334,10 @@ def ensure_flow(
         record_would(core, "authorize", permission, decision, redacts)
         return decision.obligations if decision.allowed else None
     if decision.pending and decision.approval_id is not None:
+        if not wait:  # the call is bound to what was asked, to be resumed later
+            digest = authorize_digest(permission, context)
+            handle = ApprovalHandle.issue(decision.approval_id, "authorize", digest)
+            raise ApprovalPendingException(permission, decision.denial_reason, handle)
         approved = yield from approval_flow(core, decision.approval_id, bearer=bearer)
         if approved.allowed:  # the approval lifts the hold; the decision's obligations still bind
             approved.obligations, approved.decision_id = decision.obligations, decision.decision_id
@@ -328,6 +346,32 @@ def ensure_flow(
     if not decision.allowed:
         raise NotAuthorizedException(permission, decision.reason or decision.status)
     _bind_redactions(decision.obligations)
+    return decision.obligations
+
+
+def resume_flow(
+    core: FlowContext,
+    handle: ApprovalHandle,
+    permission: str,
+    context: Mapping[str, Any] | None,
+    released: set[str],
+    wait: bool = True,
+    timeout: float | None = None,
+) -> Flow[AuthObligations | None]:
+    """Release the call `handle` was issued for, once: refused unless the call presented is
+    that call and a person approved it; still pending waits (or, without `wait`, raises again)."""
+    problem = resume_problem(handle, permission, context, released)
+    if problem is not None:
+        decision = _decided(core, permission, AuthDecision.deny(problem, handle.approval_id))
+        raise NotAuthorizedException(permission, decision.reason)
+    decision = yield from approval_flow(core, handle.approval_id, timeout, wait=wait)
+    if decision.pending:
+        raise ApprovalPendingException(permission, decision.denial_reason, handle)
+    observe_decision(core, "authorize", permission, decision)
+    decision = enforce_obligations(decision, context)
+    if not decision.allowed:
+        raise NotAuthorizedException(permission, decision.reason or decision.status)
+    released.add(handle.approval_id)
     return decision.obligations
 
 

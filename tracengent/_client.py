@@ -8,12 +8,14 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ._approvals import ApprovalHandle, parse_handle
 from ._authorization import (
     AuthDecision,
     AuthObligations,
     approval_flow,
     authorize_flow,
     ensure_flow,
+    resume_flow,
 )
 from ._core import CLOSE_TIMEOUT_S, ClientCore, ClientSurface
 from ._delegation import DelegatedSession
@@ -81,12 +83,37 @@ class TracengentClient(ClientSurface):
         permission: str,
         context: Mapping[str, Any] | None = None,
         *,
+        wait: bool = True,
         enforcement: Enforcement | None = None,
     ) -> AuthObligations | None:
         """Authorize, wait out a pending approval, and raise `NotAuthorizedException` unless allowed.
 
-        `enforcement` overrides the client's option for this call ("enforce" or "shadow")."""
-        return self._run(ensure_flow(self._core, permission, context, enforcement=enforcement))
+        With `wait=False` a pending approval raises `ApprovalPendingException` at once; its
+        `handle` resumes the call later (`resume_approval`). `enforcement` overrides the client's
+        option for this call ("enforce" or "shadow")."""
+        flow = ensure_flow(self._core, permission, context, enforcement=enforcement, wait=wait)
+        return self._run(flow)
+
+    def resume_approval(
+        self,
+        handle: ApprovalHandle | str,
+        permission: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> AuthObligations | None:
+        """Release the call an `ApprovalPendingException` held, once it is approved.
+
+        Refused (`NotAuthorizedException`, saying which) unless `permission` and `context` are
+        the call the approval was asked for, a person approved it, and this client has not
+        released a call with it before; still pending waits up to `timeout` (default
+        `approval_timeout_s`), or with `wait=False` raises `ApprovalPendingException` again."""
+        flow = resume_flow(
+            self._core, parse_handle(handle), permission, context,
+            self._core.released_approvals, wait, timeout,
+        )  # fmt: skip
+        return self._run(flow)
 
     def wait_for_approval(
         self,

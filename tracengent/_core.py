@@ -38,6 +38,8 @@ class ClientCore:
         self.dispatcher = EventDispatcher(options, self.connection)
         #: every text this client lets out (reasons, exception messages, event errors) passes it
         self.scrubber = Scrubber(self._secrets)
+        #: approvals that released their call through this client (one call each)
+        self.released_approvals: set[str] = set()
         self._log = RateLimitedLog()
         #: an instrumentation's hook (tracengent.integrations.opentelemetry); None costs nothing
         self.observer: Observer | None = None

@@ -29,6 +29,7 @@ the allow decision, and with it the obligations (e.g. fields to redact).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -41,16 +42,21 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
         'tracengent.integrations.fastapi needs FastAPI: pip install "tracengent[fastapi]"'
     ) from error
 
+from .._approvals import ApprovalHandle, ApprovalPendingException
 from .._async_client import AsyncTracengentClient
 from .._authorization import AuthDecision
 from .._client import TracengentClient
 from .._enforcement import Enforcement, check_mode, shadowed
+from .._errors import NotAuthorizedException
+from ._pending import HANDLE_HEADER, approved, held_body, pending_answer, retry_after
 
 __all__ = [
     "TracengentForbidden",
+    "TracengentPending",
     "install_tracengent",
     "require_agent_permission",
     "tracengent_forbidden_handler",
+    "tracengent_pending_handler",
 ]
 
 _STATE_KEY = "tracengent"
@@ -81,6 +87,22 @@ class TracengentForbidden(HTTPException):
         return {"error": "forbidden", "permission": self.permission, "reason": self.reason}
 
 
+class TracengentPending(HTTPException):
+    """The decision waits for a person and the route asked not to wait (`wait=False`):
+    answered 202 with the approval's handle and `Retry-After` by `tracengent_pending_handler`."""
+
+    def __init__(self, body: dict[str, str], retry_after: str) -> None:
+        self.body = body
+        super().__init__(status_code=202, detail=body, headers={"Retry-After": retry_after})
+
+
+async def tracengent_pending_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a `TracengentPending` with its body at the top level and its `Retry-After`."""
+    if not isinstance(exc, TracengentPending):  # registered for TracengentPending only
+        raise exc
+    return JSONResponse(exc.body, status_code=202, headers=exc.headers)
+
+
 async def tracengent_forbidden_handler(request: Request, exc: Exception) -> JSONResponse:
     """Answer a `TracengentForbidden` with its body at the top level (not under `detail`)."""
     if not isinstance(exc, TracengentForbidden):  # registered for TracengentForbidden only
@@ -95,6 +117,7 @@ def install_tracengent(app: FastAPI, client: TracengentClient | AsyncTracengentC
     """
     setattr(app.state, _STATE_KEY, client)
     app.add_exception_handler(TracengentForbidden, tracengent_forbidden_handler)
+    app.add_exception_handler(TracengentPending, tracengent_pending_handler)
 
 
 def require_agent_permission(
@@ -102,6 +125,7 @@ def require_agent_permission(
     *,
     client: TracengentClient | AsyncTracengentClient | None = None,
     context: RequestContext = None,
+    wait: bool = True,
     enforcement: Enforcement | None = None,
 ) -> Callable[[Request], Awaitable[AuthDecision]]:
     """A dependency that lets the request through only if the agent may do `permission`.
@@ -110,7 +134,11 @@ def require_agent_permission(
     280, "currency": "EUR"}`), or is computed per request by a function of the `Request`, sync
     (it runs on the loop: keep it cheap) or async (e.g. to read the JSON body). An allow whose
     `maxAmount` obligation the context's amount exceeds is a deny, as in `ensure_authorized`.
-    Resolves to the allow decision; raises `TracengentForbidden` otherwise. In shadow mode (the
+    Resolves to the allow decision; raises `TracengentForbidden` otherwise. With `wait=False` a
+    decision waiting for a person is answered 202 (`TracengentPending`: `{"status":
+    "pending_approval", "approvalId", "handle"}` and `Retry-After`); the same request sent again
+    with the handle in the `Tracengent-Approval` header runs the route once the approval is
+    given, if it is the call the approval was for (`resume_approval`). In shadow mode (the
     client's `enforcement` option, or `enforcement=` here) a refusal is recorded as what it would
     have done and the request goes on, resolving to the refusing decision.
     """
@@ -126,10 +154,14 @@ def require_agent_permission(
                 "is built, or pass client= to require_agent_permission(...)."
             )
         asked = await _context_for(context, request)
+        if not wait and (handle := request.headers.get(HANDLE_HEADER)) is not None:
+            return await _resume(chosen, handle, permission, asked)
         if isinstance(chosen, AsyncTracengentClient):
             decision = await chosen.authorize(permission, asked)
         else:
             decision = await run_in_threadpool(chosen.authorize, permission, asked)
+        if not wait and (held := pending_answer(decision, permission, asked)) is not None:
+            raise TracengentPending(held[0], retry_after(chosen.options))
         if not decision.allowed and not shadowed(
             chosen._core, enforcement, "authorize", permission, decision
         ):
@@ -137,6 +169,29 @@ def require_agent_permission(
         return decision
 
     return dependency
+
+
+async def _resume(
+    client: TracengentClient | AsyncTracengentClient,
+    text: str,
+    permission: str,
+    context: Mapping[str, Any] | None,
+) -> AuthDecision:
+    """The request came back with its approval's handle: release it, or answer why not."""
+    try:
+        handle = ApprovalHandle.parse(text)
+        if isinstance(client, AsyncTracengentClient):
+            obligations = await client.resume_approval(handle, permission, context, wait=False)
+        else:
+            obligations = await run_in_threadpool(
+                functools.partial(client.resume_approval, wait=False), handle, permission, context
+            )
+    except ApprovalPendingException as still:
+        raise TracengentPending(held_body(still.handle), retry_after(client.options)) from None
+    except (NotAuthorizedException, ValueError) as refused:
+        reason = refused.reason if isinstance(refused, NotAuthorizedException) else str(refused)
+        raise TracengentForbidden(permission, reason, AuthDecision.deny(reason)) from None
+    return approved(handle, obligations)
 
 
 async def _context_for(context: RequestContext, request: Request) -> Mapping[str, Any] | None:

@@ -34,9 +34,12 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
         'tracengent.integrations.flask needs Flask: pip install "tracengent[flask]"'
     ) from error
 
+from .._approvals import ApprovalHandle, ApprovalPendingException
 from .._async_client import AsyncTracengentClient
 from .._client import TracengentClient
 from .._enforcement import Enforcement, check_mode, shadowed
+from .._errors import NotAuthorizedException
+from ._pending import HANDLE_HEADER, approved, held_body, pending_answer, retry_after
 
 __all__ = ["install_tracengent", "require_agent_permission"]
 
@@ -59,6 +62,7 @@ def require_agent_permission(
     *,
     client: TracengentClient | None = None,
     context: RequestContext = None,
+    wait: bool = True,
     enforcement: Enforcement | None = None,
 ) -> Callable[[F], F]:
     """A view decorator that runs the view only if the agent may do `permission`.
@@ -67,6 +71,10 @@ def require_agent_permission(
     280, "currency": "EUR"}`), or is computed per request by a function of `flask.request`. An
     allow whose `maxAmount` obligation the context's amount exceeds is a deny, as in
     `ensure_authorized`. Put it below `@app.route` so the route registers the guarded view.
+    With `wait=False` a decision waiting for a person is answered 202 (`{"status":
+    "pending_approval", "approvalId", "handle"}` and `Retry-After`); the same request sent again
+    with the handle in the `Tracengent-Approval` header runs the view once the approval is given,
+    if it is the call the approval was for (`resume_approval`).
     In shadow mode (the client's `enforcement` option, or `enforcement=` here) a refusal is
     recorded as what it would have done and the view runs.
     """
@@ -80,14 +88,14 @@ def require_agent_permission(
 
             @functools.wraps(view)
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                denied = _deny_or_none(permission, client, context, enforcement)
+                denied = _deny_or_none(permission, client, context, wait, enforcement)
                 return denied if denied is not None else await view(*args, **kwargs)
 
             return cast(F, guarded_async)
 
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            denied = _deny_or_none(permission, client, context, enforcement)
+            denied = _deny_or_none(permission, client, context, wait, enforcement)
             return denied if denied is not None else view(*args, **kwargs)
 
         return cast(F, guarded)
@@ -99,6 +107,7 @@ def _deny_or_none(
     permission: str,
     client: TracengentClient | None,
     context: RequestContext,
+    wait: bool,
     enforcement: Enforcement | None,
 ) -> Response | None:
     """Ask the platform; the 403 answer when denied, None (and the decision in `g`) when allowed."""
@@ -110,13 +119,44 @@ def _deny_or_none(
             "built, or pass client= to require_agent_permission(...)."
         )
     asked = context(request) if callable(context) else context
+    if not wait and (handle := request.headers.get(HANDLE_HEADER)) is not None:
+        return _resume(chosen, handle, permission, asked)
     decision = chosen.authorize(permission, asked)  # held to its obligations already
+    if not wait and (held := pending_answer(decision, permission, asked)) is not None:
+        return _answer(held[0], 202, {"Retry-After": retry_after(chosen.options)})
     if decision.allowed or shadowed(chosen._core, enforcement, "authorize", permission, decision):
         g.tracengent_decision = decision
         return None
-    body = {"error": "forbidden", "permission": permission, "reason": decision.denial_reason}
+    return _forbidden(permission, decision.denial_reason)
+
+
+def _resume(
+    client: TracengentClient, text: str, permission: str, context: Mapping[str, Any] | None
+) -> Response | None:
+    """The request came back with its approval's handle: release it, or answer why not."""
+    try:
+        handle = ApprovalHandle.parse(text)
+        obligations = client.resume_approval(handle, permission, context, wait=False)
+    except ApprovalPendingException as still:
+        return _answer(held_body(still.handle), 202, {"Retry-After": retry_after(client.options)})
+    except NotAuthorizedException as refused:
+        return _forbidden(permission, refused.reason)
+    except ValueError as bad:
+        return _forbidden(permission, str(bad))
+    g.tracengent_decision = approved(handle, obligations)
+    return None
+
+
+def _forbidden(permission: str, reason: str) -> Response:
+    return _answer({"error": "forbidden", "permission": permission, "reason": reason}, 403)
+
+
+def _answer(
+    body: Mapping[str, str], status: int, headers: Mapping[str, str] | None = None
+) -> Response:
     response = jsonify(body)
-    response.status_code = 403
+    response.status_code = status
+    response.headers.update(headers or {})
     return response
 
 
