@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Awaitable
 from pathlib import Path
@@ -79,13 +80,26 @@ def test_the_handle_releases_that_call_once_and_no_other(
             client.resume_approval(handle, "payments:refund", {"amount": 401, "currency": "EUR"})
         with pytest.raises(NotAuthorizedException, match="was for a different call"):
             client.resume_approval(handle, "payments:charge", REFUND)
-        # the same call, its keys in another order and its amount spelled 400.0: one call
-        assert (
-            client.resume_approval(handle, "payments:refund", {"currency": "EUR", "amount": 400.0})
-            is None
-        )
+        # the same call, its keys in another order and its amount spelled 400.0: one call;
+        # released with the obligations the pending decision had (the platform's approval says)
+        with client.begin_trace("resumed refund") as trace:
+            same = {"currency": "EUR", "amount": 400.0}
+            binds = client.resume_approval(handle, "payments:refund", same)
+        assert binds is not None and binds.redact_fields == ["$.card"]
+        assert trace.obligation_redactions == ("$.card",)  # the gates of its trace redact it
         with pytest.raises(NotAuthorizedException, match="already released its call"):
             client.resume_approval(handle, "payments:refund", REFUND)
+
+
+def test_an_approved_wait_keeps_the_pending_decisions_obligations(
+    tracengent_platform: PlatformRecorder,
+) -> None:
+    with tracengent_platform.client(approval_poll_interval_s=0.05) as client:
+        reviewer = threading.Timer(0.2, tracengent_platform.approve)
+        reviewer.start()
+        binds = client.ensure_authorized("payments:refund", REFUND)
+        reviewer.join()
+    assert binds is not None and binds.redact_fields == ["$.card"] and binds.max_amount == 1000
 
 
 def test_a_refusal_says_whether_a_reviewer_refused_or_nobody_decided(
@@ -145,7 +159,8 @@ async def test_the_async_client_holds_and_resumes_the_same_way(
             await client.ensure_authorized("payments:refund", REFUND, wait=False)
         tracengent_platform.approve()
         handle = held.value.handle
-        assert await client.resume_approval(handle, "payments:refund", REFUND) is None
+        binds = await client.resume_approval(handle, "payments:refund", REFUND)
+        assert binds is not None and binds.redact_fields == ["$.card"]
         with pytest.raises(NotAuthorizedException, match="already released"):
             await client.resume_approval(handle, "payments:refund", REFUND)
 

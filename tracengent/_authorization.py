@@ -95,15 +95,19 @@ class AuthDecision:
             approval_id=answer.approval_id,
             acting_for=answer.acting_for,
             chain=list(answer.chain) if answer.chain is not None else None,
-            obligations=None
-            if wire is None
-            else AuthObligations(
-                max_amount=wire.max_amount,
-                require_approval_over=wire.require_approval_over,
-                redact_fields=list(wire.redact_fields) if wire.redact_fields is not None else None,
-                currency=wire.currency,
-            ),
+            obligations=_obligations(wire),
         )
+
+
+def _obligations(wire: api.Obligations | None) -> AuthObligations | None:
+    if wire is None:
+        return None
+    return AuthObligations(
+        max_amount=wire.max_amount,
+        require_approval_over=wire.require_approval_over,
+        redact_fields=list(wire.redact_fields) if wire.redact_fields is not None else None,
+        currency=wire.currency,
+    )
 
 
 def _text(value: Any) -> str:
@@ -285,12 +289,17 @@ def approval_flow(
             response = yield from call_platform(
                 core, build, bearer, min(options.authorize_timeout_s, left)
             )
-            status = _text(api.parse_get_approval(response).status)
+            answer = api.parse_get_approval(response)
+            status, binds = _text(answer.status), _obligations(answer.obligations)
         except Exception:  # noqa: BLE001 - a failed poll is retried until the deadline
-            status = "unknown"
+            status, binds = "unknown", None
         if status == "approved":
             return AuthDecision(
-                allowed=True, status="allowed", reason="approved", approval_id=approval_id
+                allowed=True,
+                status="allowed",
+                reason="approved",
+                approval_id=approval_id,
+                obligations=binds,
             )
         if not wait and status == "pending":
             undecided = "nobody has decided yet"
@@ -340,7 +349,8 @@ def ensure_flow(
             raise ApprovalPendingException(permission, decision.denial_reason, handle)
         approved = yield from approval_flow(core, decision.approval_id, bearer=bearer)
         if approved.allowed:  # the approval lifts the hold; the decision's obligations still bind
-            approved.obligations, approved.decision_id = decision.obligations, decision.decision_id
+            approved.obligations = decision.obligations or approved.obligations
+            approved.decision_id = decision.decision_id
         decision = approved
     decision = enforce_obligations(decision, context)
     if not decision.allowed:
@@ -372,6 +382,7 @@ def resume_flow(
     if not decision.allowed:
         raise NotAuthorizedException(permission, decision.reason or decision.status)
     released.add(handle.approval_id)
+    _bind_redactions(decision.obligations)
     return decision.obligations
 
 

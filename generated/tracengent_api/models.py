@@ -26,6 +26,13 @@ class ApprovalResponse(BaseModel):
         populate_by_name=True,
     )
     status: Annotated[ApprovalStatus | str, Field(union_mode="left_to_right")]
+    obligations: Obligations | None = None
+    """
+    Optional. Once approved, what the released call is still bound to (the pending
+    decision's obligations: an approval lifts the hold, not the limits). A platform that
+    does not send it binds nothing beyond the decision the agent already holds.
+
+    """
 
 
 class ApprovalStatus(str, Enum):

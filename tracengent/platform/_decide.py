@@ -123,6 +123,7 @@ def authorize(
                 "pending_approval",
                 f"amount {amount:g} {policy.currency} is over {limit.require_approval_over:g}: "
                 "a person must approve",
+                obligations(policy, limit),  # an approval lifts the hold, not the obligations
                 limit=limit,
             )
 

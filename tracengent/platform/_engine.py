@@ -300,7 +300,10 @@ class Platform:
         approval = self.store.approval(approval_id)
         if approval is None or approval.agent_id != caller.agent.agent_id:
             raise HttpError(404, "not_found", f"no approval {approval_id} for this agent")
-        return Reply(200, dump(api.ApprovalResponse(status=approval.status)))
+        binds = None  # an approved call is bound by what its permission's limit binds
+        if approval.status == "approved":
+            binds = decide.obligations(self.policy, self.policy.limit_for(approval.permission))
+        return Reply(200, dump(api.ApprovalResponse(status=approval.status, obligations=binds)))
 
     def _tool_authorize(self, headers: Mapping[str, str], body: bytes) -> Reply:
         caller = self._auth.caller(headers)
