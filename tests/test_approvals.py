@@ -32,10 +32,12 @@ from tracengent import (
     AuthDecision,
     NotAuthorizedException,
     TracengentClient,
+    TracengentOptions,
 )
 from tracengent.integrations import fastapi as tg_fastapi, flask as tg_flask
 from tracengent.testing import PlatformRecorder
 
+from ._fault_front import FaultFront
 from ._served import served_platform
 
 with warnings.catch_warnings():  # newer Starlette deprecates its httpx-based TestClient
@@ -315,3 +317,53 @@ def test_make_demo_approval_releases_the_refund_once_across_processes(tmp_path: 
     assert released == "agent 2: refund of EUR 400 released by the approval"
     assert refused_again.startswith("agent 2: refund of EUR 400 refused: ")
     assert "already released its call" in lines[-1]
+
+
+def test_two_workers_cannot_release_one_approval_twice(
+    tracengent_platform: PlatformRecorder,
+) -> None:
+    """The platform spends the approval: whichever worker resumes first releases the call."""
+    with tracengent_platform.client(approval_timeout_s=600) as asker:
+        handle = pending(asker).handle
+        tracengent_platform.approve()
+        with tracengent_platform.client() as other_worker:
+            assert other_worker.resume_approval(handle, "payments:refund", REFUND) is not None
+        with pytest.raises(NotAuthorizedException, match="already released its call"):
+            asker.resume_approval(handle, "payments:refund", REFUND)
+    [approval] = tracengent_platform.approvals()
+    assert approval.status == "approved" and approval.released_at is not None
+
+
+def release_path(approval_id: str) -> str:
+    return f"/v1/approvals/{approval_id}/release"
+
+
+def front_options(front: FaultFront) -> TracengentOptions:
+    return TracengentOptions(
+        agent_id="demo-agent",
+        base_url=front.url,
+        client_id="key_demo",
+        client_secret="ags_demo",
+        approval_timeout_s=600,
+    )
+
+
+def test_a_release_that_cannot_be_asked_is_a_deny_and_may_be_retried() -> None:
+    with FaultFront() as front, TracengentClient(front_options(front)) as client:
+        handle = pending(client).handle
+        front.store.decide_approval(handle.approval_id, approved=True)
+        front.fail_next(release_path(handle.approval_id), 503)
+        with pytest.raises(NotAuthorizedException, match="releasing the approval failed"):
+            client.resume_approval(handle, "payments:refund", REFUND)
+        assert client.resume_approval(handle, "payments:refund", REFUND) is not None
+        assert len(front.requests_to(release_path(handle.approval_id))) == 2
+
+
+def test_a_platform_without_the_release_endpoint_keeps_the_rule_per_client() -> None:
+    with FaultFront() as front, TracengentClient(front_options(front)) as client:
+        handle = pending(client).handle
+        front.store.decide_approval(handle.approval_id, approved=True)
+        front.fail_next(release_path(handle.approval_id), 404, times=5)
+        assert client.resume_approval(handle, "payments:refund", REFUND) is not None
+        with pytest.raises(NotAuthorizedException, match="already released its call"):
+            client.resume_approval(handle, "payments:refund", REFUND)

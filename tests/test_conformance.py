@@ -56,7 +56,9 @@ def _with_real_volatiles(value: Any) -> Any:
 
 def test_every_operation_has_an_exchange_or_is_known_to_lack_one() -> None:
     covered = {e.operation for e in EXCHANGES.values()}
-    assert covered | {"get_approval"} == {
+    # the contract has no exchange for these: get_approval (its answer is a bare status) and
+    # release_approval (optional, an addition this SDK's openapi.yaml makes: API.md lacks it)
+    assert covered | {"get_approval", "release_approval"} == {
         name.removeprefix("build_") for name in dir(api) if name.startswith("build_")
     }
 

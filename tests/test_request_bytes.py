@@ -61,6 +61,9 @@ CALLS: dict[str, Callable[[], httpx.Request]] = {
         bearer_token="tok",
     ),
     "get_approval": lambda: api.build_get_approval("apr/1 x", base_url=BASE, bearer_token="tok"),
+    "release_approval": lambda: api.build_release_approval(
+        "apr/1 x", base_url=BASE, bearer_token="tok"
+    ),
     "tool_authorize": lambda: api.build_tool_authorize(
         api.ToolAuthorizeRequest(
             transport=api.Transport.HTTP,

@@ -381,9 +381,32 @@ def resume_flow(
     decision = enforce_obligations(decision, context)
     if not decision.allowed:
         raise NotAuthorizedException(permission, decision.reason or decision.status)
+    spent = yield from _release_flow(core, handle.approval_id)
+    if spent is not None:
+        raise NotAuthorizedException(permission, core.scrub(spent))
     released.add(handle.approval_id)
     _bind_redactions(decision.obligations)
     return decision.obligations
+
+
+def _release_flow(core: FlowContext, approval_id: str) -> Flow[str | None]:
+    """Spend the approval on this call at the platform, so that it releases one call whichever
+    process or worker resumes it; why not, or None once released. A platform that does not
+    offer it (404) leaves the once-only rule to each client; any other failure is a deny."""
+    build = functools.partial(
+        api.build_release_approval, approval_id, base_url=core.options.base_url
+    )
+    try:
+        api.parse_release_approval((yield from call_platform(core, build)))
+    except api.NotFoundError:
+        return None
+    except api.ApiError as error:
+        if error.status_code == 409:
+            return f"approval {approval_id} already released its call: an approval releases one"
+        return failure("releasing the approval", error)
+    except Exception as error:  # noqa: BLE001 - an approval that cannot be spent releases nothing
+        return failure("releasing the approval", error)
+    return None
 
 
 def _bind_redactions(obligations: AuthObligations | None) -> None:

@@ -63,6 +63,7 @@ from .operations import (
     build_ingest_events,
     build_ingest_traces,
     build_oauth_token,
+    build_release_approval,
     build_tool_authorize,
     encode_attenuate,
     encode_authorize,
@@ -76,6 +77,7 @@ from .operations import (
     parse_ingest_events,
     parse_ingest_traces,
     parse_oauth_token,
+    parse_release_approval,
     parse_tool_authorize,
 )
 
@@ -97,6 +99,7 @@ __all__ = [
     "build_ingest_events",
     "build_ingest_traces",
     "build_oauth_token",
+    "build_release_approval",
     "build_tool_authorize",
     "ClientError",
     "contract",
@@ -127,6 +130,7 @@ __all__ = [
     "parse_ingest_events",
     "parse_ingest_traces",
     "parse_oauth_token",
+    "parse_release_approval",
     "parse_retry_after",
     "parse_tool_authorize",
     "PayloadTooLargeError",

@@ -291,6 +291,41 @@ def parse_get_approval(response: httpx.Response) -> ApprovalResponse:
     return _decode(ApprovalResponse, response)
 
 
+# --- release_approval: POST /v1/approvals/{approvalId}/release
+
+
+def build_release_approval(
+    approval_id: str,
+    *,
+    base_url: str,
+    bearer_token: str | None = None,
+    ingest_key: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Request:
+    """POST /v1/approvals/{approvalId}/release: Spend an approved approval on the one call it was given for.
+
+    Optional (the local platform serves it). An approval releases one call, once, whichever
+    process or worker resumes it: the first release answers 200, any later one 409. A
+    platform without it answers 404, and an SDK then holds the once-only rule per client.
+    """
+    return httpx.Request(
+        "POST",
+        _url(base_url, f"/v1/approvals/{quote(approval_id, safe='')}/release"),
+        headers=_headers(
+            None,
+            bearer_token,
+            ingest_key,
+            {},
+            headers,
+        ),
+    )
+
+
+def parse_release_approval(response: httpx.Response) -> ApprovalResponse:
+    """The typed answer of `release_approval`; raises an `ApiError` on a non-2xx or unreadable one."""
+    return _decode(ApprovalResponse, response)
+
+
 # --- tool_authorize: POST /v1/tool-authorize
 
 

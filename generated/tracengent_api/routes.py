@@ -65,6 +65,13 @@ ROUTES: Final[tuple[Route, ...]] = (
         path_params=("approval_id",),
     ),
     Route(
+        operation="release_approval",
+        method="POST",
+        path="/v1/approvals/{approvalId}/release",
+        pattern=re.compile("/v1/approvals/(?P<approval_id>[^/]+)/release"),
+        path_params=("approval_id",),
+    ),
+    Route(
         operation="tool_authorize",
         method="POST",
         path="/v1/tool-authorize",

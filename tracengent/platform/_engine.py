@@ -101,6 +101,7 @@ class Platform:
             "ingest_traces": self._ingest_trace,
             "authorize": self._authorize,
             "get_approval": self._approval,
+            "release_approval": self._release_approval,
             "tool_authorize": self._tool_authorize,
             "attenuate": self._attenuate,
         }
@@ -304,6 +305,19 @@ class Platform:
         if approval.status == "approved":
             binds = decide.obligations(self.policy, self.policy.limit_for(approval.permission))
         return Reply(200, dump(api.ApprovalResponse(status=approval.status, obligations=binds)))
+
+    def _release_approval(self, headers: Mapping[str, str], body: bytes, approval_id: str) -> Reply:
+        caller = self._auth.caller(headers)
+        approval = self.store.approval(approval_id)
+        if approval is None or approval.agent_id != caller.agent.agent_id:
+            raise HttpError(404, "not_found", f"no approval {approval_id} for this agent")
+        if approval.status != "approved":
+            raise HttpError(409, "not_approved", f"approval {approval_id} is {approval.status}")
+        if not self.store.release_approval(approval_id):
+            raise HttpError(
+                409, "already_released", f"approval {approval_id} already released its call"
+            )
+        return Reply(200, dump(api.ApprovalResponse(status=approval.status)))
 
     def _tool_authorize(self, headers: Mapping[str, str], body: bytes) -> Reply:
         caller = self._auth.caller(headers)

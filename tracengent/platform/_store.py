@@ -302,6 +302,17 @@ class Store:
             )
         return decided
 
+    def release_approval(self, approval_id: str) -> bool:
+        """Spend an approved approval on its call: True the first time, False ever after (or
+        when it is not approved). One statement, so two workers cannot both release it."""
+        with self._write() as db:
+            released = db.execute(
+                "UPDATE approvals SET released_at = ? WHERE approval_id = ? "
+                "AND status = 'approved' AND released_at IS NULL",
+                (self._clock(), approval_id),
+            )
+            return released.rowcount == 1
+
     # -- delegation ------------------------------------------------------------------------------
 
     def create_grant(self, grant: Grant) -> None:

@@ -41,6 +41,8 @@ class Approval:
     created_at: float
     expires_at: float
     decided_at: float | None
+    #: when an approved approval released its call (it releases one, once)
+    released_at: float | None = None
 
 
 @dataclass(frozen=True)

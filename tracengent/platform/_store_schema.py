@@ -61,7 +61,11 @@ CREATE INDEX IF NOT EXISTS token_ledger_agent ON token_ledger (agent_id, state);
 # so adding one does not bump SCHEMA_VERSION, which would lock an older CLI out of ~/.tracengent.
 # The same holds for `events` losing its global UNIQUE (event_id) for UNIQUE (agent_id, event_id):
 # see `_dedupe_events_per_agent`.
-_ADDED_COLUMNS = (("decisions", "tool", "TEXT"), ("decisions", "transport", "TEXT"))
+_ADDED_COLUMNS = (
+    ("decisions", "tool", "TEXT"),
+    ("decisions", "transport", "TEXT"),
+    ("approvals", "released_at", "REAL"),
+)
 
 
 def migrate(db: sqlite3.Connection) -> None:
