@@ -19,12 +19,8 @@ import httpx
 import tracengent_api as api
 from pydantic import ValidationError
 
-from ._approvals import (
-    ApprovalHandle,
-    ApprovalPendingException,
-    authorize_digest,
-    resume_problem,
-)
+from ._approval_handle import ApprovalHandle
+from ._approvals import ApprovalPendingException, authorize_digest, resume_problem
 from ._context import ambient_trace
 from ._enforcement import Enforcement, enforced, record_would
 from ._errors import NotAuthorizedException
@@ -336,12 +332,25 @@ def ensure_flow(
 
     In shadow mode (see `_enforcement`) nothing waits or raises: what would have denied, held
     or bound redactions is recorded, and the call goes on (with the obligations, if allowed)."""
+    decision = yield from decide_flow(core, permission, context, bearer, enforcement, wait)
+    return decision.obligations if decision.allowed else None
+
+
+def decide_flow(
+    core: RecordingContext,
+    permission: str,
+    context: Mapping[str, Any] | None,
+    bearer: str | None = None,
+    enforcement: Enforcement | None = None,
+    wait: bool = True,
+) -> Flow[AuthDecision]:
+    """`ensure_flow`, answering the decision itself: a token reservation names its id."""
     enforce = enforced(core, enforcement)  # a bad mode is refused before anything is asked
     decision = yield from authorize_flow(core, permission, context, bearer)
     if not enforce:
         redacts = bool(decision.obligations and decision.obligations.redact_fields)
         record_would(core, "authorize", permission, decision, redacts)
-        return decision.obligations if decision.allowed else None
+        return decision
     if decision.pending and decision.approval_id is not None:
         if not wait:  # the call is bound to what was asked, to be resumed later
             digest = authorize_digest(permission, context)
@@ -356,7 +365,7 @@ def ensure_flow(
     if not decision.allowed:
         raise NotAuthorizedException(permission, decision.reason or decision.status)
     _bind_redactions(decision.obligations)
-    return decision.obligations
+    return decision
 
 
 def resume_flow(
