@@ -241,6 +241,24 @@ class Jwks(BaseModel):
     keys: list[dict[str, Any]]
 
 
+class LlmCallAttributes(BaseModel):
+    """
+    The keys SDKs write into an llm_call event's attributes. The event's usage.tokens is what
+    the call used (0 when unknown, as after a failure); a platform that keeps token
+    reservations reconciles the one this names with it, and stores the keys as any attributes
+    otherwise.
+
+    """
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+    )
+    reservation_id: Annotated[str | None, Field(alias="reservationId")] = None
+    """
+    The decision id of the llm:call authorization that reserved the tokens.
+    """
+
+
 class Money(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True,
