@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from time import time_ns as _time_ns
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._authorization import ensure_flow
+from ._authorization import decide_flow
 from ._context import ambient_trace, enter_trace, leave_trace
 from ._encode import encode_object, trace_close_object
 from ._events import (
@@ -33,7 +33,7 @@ from ._events import (
 )
 from ._flow import Call, Flow
 from ._observe import Observer, notify
-from ._wire import ESTIMATED_TOKENS
+from ._wire import ESTIMATED_TOKENS, RESERVATION_ID
 
 if TYPE_CHECKING:
     from ._runtime import AsyncRunner, Recorder, SyncRunner
@@ -72,6 +72,56 @@ def current_trace() -> Trace | None:
     """
     trace = ambient_trace()
     return trace if isinstance(trace, Trace) else None
+
+
+class TokenReservation:
+    """LLM token budget reserved for one call (`trace.reserve_tokens`), settled when it ends.
+
+    Count what the model used with `used(n)` as it goes (a stream's chunks) or `commit(total)`
+    once the call succeeded. A block that raises, or ends without `commit`, records a failed
+    llm_call with the tokens counted so far (0 if none), so the platform releases the rest.
+    """
+
+    __slots__ = (
+        "_started",
+        "_step",
+        "committed",
+        "decision_id",
+        "estimated",
+        "input",
+        "model",
+        "name",
+        "tokens",
+    )
+
+    def __init__(self, estimated: int | None, model: str | None, name: str, input: Any) -> None:
+        self.estimated = estimated
+        self.model = model
+        self.name = name
+        self.input = input
+        #: the `llm:call` decision that reserved the tokens; the llm_call event names it
+        self.decision_id: str | None = None
+        #: tokens used so far (None: not known)
+        self.tokens: int | None = None
+        self.committed = False
+        self._started = 0.0
+        self._step: _Step | None = None
+
+    def used(self, tokens: int) -> None:
+        """Count `tokens` more as used (what a failure or an early end still reports)."""
+        self.tokens = (self.tokens or 0) + _count(tokens)
+
+    def commit(self, tokens: int | None = None) -> None:
+        """The call succeeded, having used `tokens` in all (default: those counted by `used`)."""
+        if tokens is not None:
+            self.tokens = _count(tokens)
+        self.committed = True
+
+
+def _count(tokens: int) -> int:
+    if type(tokens) is not int or tokens < 0:
+        raise ValueError(f"a token count is an int, 0 or more, not {tokens!r}")
+    return tokens
 
 
 class Trace:
@@ -221,26 +271,6 @@ class Trace:
         self._core.record(recorded)
         self._end_step(step, recorded, error)
 
-    def _finish_llm(
-        self, name: str, started: float, input: Any, result: Any, step: _Step | None
-    ) -> Any:
-        if isinstance(result, LlmCallResult):
-            usage = Usage(result.tokens, result.model)
-            self._finish(
-                EventTypes.LLM_CALL,
-                name,
-                started,
-                input,
-                result.value,
-                None,
-                result.cost,
-                usage,
-                step,
-            )
-            return result.value
-        self._finish(EventTypes.LLM_CALL, name, started, input, result, None, step=step)
-        return result
-
     # --- what wraps the user's function, written once for both clients ----------------------
 
     def _llm_flow(
@@ -251,21 +281,65 @@ class Trace:
         input: Any,
     ) -> Flow[T]:
         """Reserve `llm:call` budget (a refusal raises and the model is never called), run the
-        user's `call`, record an `llm_call` step with the tokens it really used."""
-        step = self._start_step(EventTypes.LLM_CALL, name)
-        if _reserves(estimated_tokens):
-            try:
-                yield from ensure_flow(self._core, "llm:call", {ESTIMATED_TOKENS: estimated_tokens})
-            except Exception as error:
-                self._end_step(step, None, error)
-                raise
-        started = time.perf_counter()
+        user's `call`, record an `llm_call` step with the tokens it really used (0 when it
+        failed, so the platform releases the reservation the step names)."""
+        held = yield from self._hold_flow(TokenReservation(estimated_tokens, None, name, input))
         try:
             result = yield Call(call)
         except Exception as error:
-            self._finish(EventTypes.LLM_CALL, name, started, input, None, error, step=step)
+            self._settle(held, None, error)
             raise
-        return self._finish_llm(name, started, input, result, step)  # type: ignore[no-any-return]
+        if not isinstance(result, LlmCallResult):  # no usage known: the trace's close releases
+            held.tokens, held.committed = None, True
+            self._settle(held, result, None)
+            return result  # type: ignore[no-any-return]
+        held.tokens, held.model, held.committed = result.tokens, result.model, True
+        self._settle(held, result.value, None, result.cost)
+        return result.value  # type: ignore[no-any-return]
+
+    def _hold_flow(self, reservation: TokenReservation) -> Flow[TokenReservation]:
+        """Authorize `llm:call` for the reservation's estimate (a refusal raises, and what it
+        guards never runs), keep the decision's id, and start the step's clock."""
+        reservation._step = self._start_step(EventTypes.LLM_CALL, reservation.name)
+        if _reserves(reservation.estimated):
+            try:
+                context = {ESTIMATED_TOKENS: reservation.estimated}
+                decision = yield from decide_flow(self._core, "llm:call", context)
+            except Exception as error:
+                self._end_step(reservation._step, None, error)
+                raise
+            reservation.decision_id = decision.decision_id or None
+        reservation._started = time.perf_counter()
+        return reservation
+
+    def _settle(
+        self,
+        reservation: TokenReservation,
+        output: Any,
+        error: BaseException | None,
+        cost: Money | None = None,
+    ) -> None:
+        """Record the reservation's llm_call step: what it used, naming the reservation.
+
+        A call that failed, or ended without a commit (a stream cut short), is a failed step
+        with the tokens counted so far, 0 if none: what the platform reconciles it with."""
+        if error is None and not reservation.committed:
+            error = RuntimeError("the token reservation ended without a commit")
+        tokens = reservation.tokens if error is None else reservation.tokens or 0
+        known = tokens is not None or reservation.model is not None
+        usage = Usage(tokens, reservation.model) if known else None
+        self._finish(
+            EventTypes.LLM_CALL,
+            reservation.name,
+            reservation._started,
+            reservation.input,
+            output,
+            error,
+            cost,
+            usage,
+            reservation._step,
+            None if reservation.decision_id is None else {RESERVATION_ID: reservation.decision_id},
+        )
 
     # --- completion -----------------------------------------------------------------------
 
@@ -336,6 +410,24 @@ class AgentTrace(Trace):
         recorded event's usage reconciles the reservation.
         """
         return self._run(self._llm_flow(name, call, estimated_tokens, input))
+
+    @contextlib.contextmanager
+    def reserve_tokens(
+        self, estimated: int, model: str | None = None, *, name: str = "llm_call", input: Any = None
+    ) -> Iterator[TokenReservation]:
+        """Reserve `estimated` tokens of `llm:call` budget around your own model call.
+
+        A refused reservation raises `NotAuthorizedException` and the block never runs. Call
+        `reservation.commit(actual)` when the call succeeded; a block that raises or ends without
+        it records a failed llm_call with the tokens counted (`reservation.used(n)`), 0 if none.
+        """
+        held = self._run(self._hold_flow(TokenReservation(estimated, model, name, input)))
+        try:
+            yield held
+        except BaseException as error:
+            self._settle(held, None, error)
+            raise
+        self._settle(held, None, None)
 
     def _track(
         self, kind: str, name: str, work: Callable[[], T], input: Any, cost: Money | None
@@ -423,6 +515,19 @@ class AsyncAgentTrace(Trace):
         input: Any = None,
     ) -> T:
         return await self._run(self._llm_flow(name, call, estimated_tokens, input))
+
+    @contextlib.asynccontextmanager
+    async def reserve_tokens(
+        self, estimated: int, model: str | None = None, *, name: str = "llm_call", input: Any = None
+    ) -> AsyncIterator[TokenReservation]:
+        """`AgentTrace.reserve_tokens`, for `async with`."""
+        held = await self._run(self._hold_flow(TokenReservation(estimated, model, name, input)))
+        try:
+            yield held
+        except BaseException as error:
+            self._settle(held, None, error)
+            raise
+        self._settle(held, None, None)
 
     async def _track(
         self,

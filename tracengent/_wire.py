@@ -39,3 +39,5 @@ ESTIMATED_TOKENS = wire_name(api.AuthorizeContext, "estimated_tokens")
 STATUS_CODE = wire_name(api.ToolCallAttributes, "status_code")
 DECISION_ID = wire_name(api.ToolCallAttributes, "decision_id")
 APPROVAL_ID = wire_name(api.ToolCallAttributes, "approval_id")
+#: what a recorded llm_call's attributes name the token reservation it reconciles
+RESERVATION_ID = wire_name(api.LlmCallAttributes, "reservation_id")
