@@ -43,7 +43,7 @@ from ._requests import (
     parse_events,
 )
 from ._store import DecisionRecord, Grant as StoredGrant, NotTraceOwner, Store
-from ._wire import MAX_AMOUNT, TRACE_ID
+from ._wire import MAX_AMOUNT, RESERVATION_ID, TRACE_ID
 
 logger = logging.getLogger("tracengent.platform")
 # A permission is "ns:action" in visible ASCII: a look-alike letter (Cyrillic "а" in "pаyments")
@@ -167,7 +167,11 @@ class Platform:
         for event in fresh:
             tokens = (event.get("usage") or {}).get("tokens")
             if event.get("type") == "llm_call" and isinstance(tokens, int):
-                self.store.reconcile_tokens(caller.agent.agent_id, event.get(TRACE_ID), tokens)
+                attributes = event.get("attributes")
+                named = attributes.get(RESERVATION_ID) if isinstance(attributes, dict) else None
+                reservation = named if isinstance(named, str) else None
+                agent_id = caller.agent.agent_id
+                self.store.reconcile_tokens(agent_id, event.get(TRACE_ID), tokens, reservation)
         return Reply(
             202, dump(api.IngestAccepted(accepted=len(fresh), duplicates=len(wire) - len(fresh)))
         )
@@ -189,6 +193,8 @@ class Platform:
                 f"trace {refused.trace_id} belongs to another agent: only the agent that opened"
                 " a trace may close it",
             ) from None
+        # what no llm_call settled (a crashed or cut-off call) is released with its trace
+        self.store.release_tokens(caller.agent.agent_id, close.trace_id)
         return Reply(202, dump(api.IngestAccepted(accepted=1)))
 
     def _record(

@@ -391,14 +391,35 @@ class Store:
         with self._lock:
             return _committed(self._conn, agent_id)
 
-    def reconcile_tokens(self, agent_id: str, trace_id: str | None, actual_tokens: int) -> bool:
-        """Turns the matching open reservation into actual use; without one, records use anyway."""
+    def reconcile_tokens(
+        self,
+        agent_id: str,
+        trace_id: str | None,
+        actual_tokens: int,
+        reservation_id: str | None = None,
+    ) -> bool:
+        """Turns the matching open reservation into actual use; without one, records use anyway.
+
+        An event that names its reservation (the `llm:call` decision id) reconciles that one
+        only, and only if it is this agent's: the same id from another agent, or one already
+        settled, is use without a reservation. An event naming none (an older SDK) takes its
+        trace's oldest open reservation, else the agent's; but a usage of 0 then frees nothing,
+        since it cannot say which reservation it ends."""
         with self._write() as db:
-            row = db.execute(
-                "SELECT seq FROM token_ledger WHERE agent_id = ? AND state = 'reserved'"
-                " ORDER BY (trace_id IS ? AND ? IS NOT NULL) DESC, seq LIMIT 1",
-                (agent_id, trace_id, trace_id),
-            ).fetchone()
+            if reservation_id is not None:
+                row = db.execute(
+                    "SELECT seq FROM token_ledger WHERE agent_id = ? AND decision_id = ?"
+                    " AND state = 'reserved'",
+                    (agent_id, reservation_id),
+                ).fetchone()
+            elif actual_tokens > 0:
+                row = db.execute(
+                    "SELECT seq FROM token_ledger WHERE agent_id = ? AND state = 'reserved'"
+                    " ORDER BY (trace_id IS ? AND ? IS NOT NULL) DESC, seq LIMIT 1",
+                    (agent_id, trace_id, trace_id),
+                ).fetchone()
+            else:
+                row = None
             if row is not None:
                 db.execute(
                     "UPDATE token_ledger SET state = 'reconciled', used = ? WHERE seq = ?",
@@ -411,6 +432,25 @@ class Store:
                 (agent_id, trace_id, actual_tokens, self._clock()),
             )
             return False
+
+    def release_tokens(self, agent_id: str, trace_id: str) -> int:
+        """Releases the agent's reservations in a closed trace that no llm_call settled (a
+        crashed or cut-off call): they count 0 used. Returns how many were released."""
+        with self._write() as db:
+            return db.execute(
+                "UPDATE token_ledger SET state = 'released', used = 0"
+                " WHERE agent_id = ? AND trace_id = ? AND state = 'reserved'",
+                (agent_id, trace_id),
+            ).rowcount
+
+    def reservations(self, trace_id: str) -> dict[str, tuple[int, int | None, str]]:
+        """The trace's token reservations by decision id: (reserved, used, state)."""
+        rows = self._all(
+            "SELECT decision_id, reserved, used, state FROM token_ledger"
+            " WHERE trace_id = ? AND decision_id IS NOT NULL",
+            trace_id,
+        )
+        return {row[0]: (int(row[1]), row[2], str(row[3])) for row in rows}
 
     def tokens_used(self, agent_id: str) -> int:
         rows = self._all("SELECT TOTAL(used) FROM token_ledger WHERE agent_id = ?", agent_id)

@@ -16,7 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._store import Approval, Store, TimelineEntry, TraceSummary
-from ._wire import AGENT_ID, DURATION_MS, ESTIMATED_TOKENS, ROOT_REQUEST
+from ._wire import AGENT_ID, DURATION_MS, ESTIMATED_TOKENS, RESERVATION_ID, ROOT_REQUEST
+
+#: a trace's token reservations by decision id: (reserved, used or None while open, state)
+Reservations = Mapping[str, tuple[int, int | None, str]]
 
 OK, FAILED = "✓", "✗"
 _MAX_TEXT = 200  # longer names, reasons and messages are cut: one entry stays one readable line
@@ -135,9 +138,19 @@ def _outcome(event: Mapping[str, Any]) -> str:
     return _join(f"{mark} {_text(event.get('name')) or '(unnamed)'}", message)
 
 
-def _tokens(event: Mapping[str, Any]) -> str:
+def _tokens(event: Mapping[str, Any], reservations: Reservations) -> str:
+    """Used tokens; for a call that names its reservation, reserved vs used (the ledger's)."""
     tokens = _number(_field(event, "usage", "tokens"))
-    return "" if tokens is None else f"{tokens:.0f} tokens"
+    used = "" if tokens is None else f"{tokens:.0f} tokens"
+    named = _field(event, "attributes", RESERVATION_ID)
+    found = reservations.get(named) if isinstance(named, str) else None
+    if found is None:
+        return used
+    reserved, counted, state = found
+    if counted is None:
+        return _join(used, f"{reserved} reserved, open")
+    released = " (released)" if state == "released" else ""
+    return f"{counted} tokens of {reserved} reserved{released}"
 
 
 def _model(event: Mapping[str, Any]) -> str:
@@ -145,14 +158,14 @@ def _model(event: Mapping[str, Any]) -> str:
     return f"model {model}" if model else ""
 
 
-def _event_line(event: Mapping[str, Any]) -> tuple[str, str]:
+def _event_line(event: Mapping[str, Any], reservations: Reservations) -> tuple[str, str]:
     kind = event.get("type")
     if kind == "decision":
         return "step", _text(event.get("name")) or "(unnamed step)"
     if kind == "tool_call":
         return "tool", _join(_outcome(event), _duration_ms(event.get(DURATION_MS)))
     if kind == "llm_call":
-        details = (_tokens(event), _model(event), _money(event.get("cost")))
+        details = (_tokens(event, reservations), _model(event), _money(event.get("cost")))
         return "llm", _join(_outcome(event), *details, _duration_ms(event.get(DURATION_MS)))
     if kind == "action":
         cost = _money(event.get("cost"))
@@ -259,10 +272,11 @@ def render_timeline(store: Store, trace_id: str) -> str:
         f"duration {_seconds(end - start)}",
         f"status {status or ('closed' if closes else 'open')}",
     )
+    reservations = store.reservations(trace_id)
     rows: list[tuple[str, str, str]] = []
     for entry in entries:
         if entry.kind == "event":
-            label, body = _event_line(entry.data)
+            label, body = _event_line(entry.data, reservations)
         elif entry.kind == "decision":
             label, body = _decision_line(entry.data)
         elif entry.kind == "approval":
