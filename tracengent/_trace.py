@@ -312,6 +312,16 @@ class Trace:
         reservation._started = time.perf_counter()
         return reservation
 
+    @contextlib.contextmanager
+    def _holding(self, held: TokenReservation) -> Iterator[None]:
+        """Settle `held` when the block it guards ends, however it ends (a cancellation too)."""
+        try:
+            yield
+        except BaseException as error:
+            self._settle(held, None, error)
+            raise
+        self._settle(held, None, None)
+
     def _settle(
         self,
         reservation: TokenReservation,
@@ -422,12 +432,8 @@ class AgentTrace(Trace):
         it records a failed llm_call with the tokens counted (`reservation.used(n)`), 0 if none.
         """
         held = self._run(self._hold_flow(TokenReservation(estimated, model, name, input)))
-        try:
+        with self._holding(held):
             yield held
-        except BaseException as error:
-            self._settle(held, None, error)
-            raise
-        self._settle(held, None, None)
 
     def _track(
         self, kind: str, name: str, work: Callable[[], T], input: Any, cost: Money | None
@@ -522,12 +528,8 @@ class AsyncAgentTrace(Trace):
     ) -> AsyncIterator[TokenReservation]:
         """`AgentTrace.reserve_tokens`, for `async with`."""
         held = await self._run(self._hold_flow(TokenReservation(estimated, model, name, input)))
-        try:
+        with self._holding(held):
             yield held
-        except BaseException as error:
-            self._settle(held, None, error)
-            raise
-        self._settle(held, None, None)
 
     async def _track(
         self,
