@@ -31,6 +31,8 @@ from tracengent import (
     AsyncTracengentClient,
     AuthDecision,
     NotAuthorizedException,
+    ToolDeniedException,
+    ToolPendingApprovalException,
     TracengentClient,
     TracengentOptions,
 )
@@ -367,3 +369,48 @@ def test_a_platform_without_the_release_endpoint_keeps_the_rule_per_client() -> 
         assert client.resume_approval(handle, "payments:refund", REFUND) is not None
         with pytest.raises(NotAuthorizedException, match="already released its call"):
             client.resume_approval(handle, "payments:refund", REFUND)
+
+
+TRANSFER = {"amount": 3000, "to": "acct_9", "memo": "rent"}  # payments:* holds over EUR 2500
+
+
+def test_a_held_function_call_is_resumed_with_that_call_only_once(
+    tracengent_platform: PlatformRecorder,
+) -> None:
+    ran: list[Any] = []
+    with tracengent_platform.client() as client:
+        with pytest.raises(ToolPendingApprovalException) as held:
+            client.tools.guard_function("transfer_funds", TRANSFER, ran.append)
+        handle = held.value.handle
+        assert handle is not None and handle.kind == "tool" and ran == []
+        with pytest.raises(ToolPendingApprovalException):  # nobody decided yet
+            client.tools.resume_function(str(handle), "transfer_funds", TRANSFER, ran.append)
+        tracengent_platform.approve(handle.approval_id)
+        with pytest.raises(ToolDeniedException, match="was for a different call"):
+            client.tools.resume_function(
+                handle, "transfer_funds", dict(TRANSFER, amount=4999), ran.append
+            )
+        with pytest.raises(ToolDeniedException, match="was for a different call"):
+            client.tools.resume_mcp(handle, "transfer_funds", TRANSFER, ran.append)
+        with pytest.raises(NotAuthorizedException, match="for a tool call, not an authorization"):
+            client.resume_approval(handle, "payments:transfer", TRANSFER)
+        client.tools.resume_function(
+            handle, "transfer_funds", dict(reversed(TRANSFER.items())), ran.append
+        )
+        with pytest.raises(ToolDeniedException, match="already released its call"):
+            client.tools.resume_function(handle, "transfer_funds", TRANSFER, ran.append)
+    assert ran == [TRANSFER]
+
+
+async def test_the_async_gate_resumes_a_held_mcp_call(
+    tracengent_platform: PlatformRecorder,
+) -> None:
+    policy_call = {"amount": 3000, "to": "acct_9"}
+    async with AsyncTracengentClient(tracengent_platform.options()) as client:
+        with pytest.raises(ToolPendingApprovalException) as held:
+            await client.tools.guard_function("transfer_funds", policy_call, lambda a: a)
+        handle = held.value.handle
+        assert handle is not None
+        tracengent_platform.deny(handle.approval_id)
+        with pytest.raises(ToolDeniedException, match="denied by a reviewer"):
+            await client.tools.resume_function(handle, "transfer_funds", policy_call, lambda a: a)

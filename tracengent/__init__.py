@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re-exported)
-    from ._approvals import (
+    from ._approval_handle import (
         ApprovalHandle as ApprovalHandle,
+    )
+    from ._approvals import (
         ApprovalPendingException as ApprovalPendingException,
     )
     from ._async_client import (
@@ -95,7 +97,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re
     )
 
 _EXPORTS = {
-    "ApprovalHandle": "._approvals",
+    "ApprovalHandle": "._approval_handle",
     "ApprovalPendingException": "._approvals",
     "Actor": "._events",
     "AgentEvent": "._events",

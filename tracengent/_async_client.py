@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ._approvals import ApprovalHandle, parse_handle
+from ._approval_handle import ApprovalHandle, parse_handle
 from ._authorization import (
     AuthDecision,
     AuthObligations,

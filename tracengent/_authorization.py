@@ -390,7 +390,7 @@ def resume_flow(
     decision = enforce_obligations(decision, context)
     if not decision.allowed:
         raise NotAuthorizedException(permission, decision.reason or decision.status)
-    spent = yield from _release_flow(core, handle.approval_id)
+    spent = yield from release_flow(core, handle.approval_id)
     if spent is not None:
         raise NotAuthorizedException(permission, core.scrub(spent))
     released.add(handle.approval_id)
@@ -398,7 +398,7 @@ def resume_flow(
     return decision.obligations
 
 
-def _release_flow(core: FlowContext, approval_id: str) -> Flow[str | None]:
+def release_flow(core: FlowContext, approval_id: str) -> Flow[str | None]:
     """Spend the approval on this call at the platform, so that it releases one call whichever
     process or worker resumes it; why not, or None once released. A platform that does not
     offer it (404) leaves the once-only rule to each client; any other failure is a deny."""

@@ -11,7 +11,10 @@ This module imports nothing of the SDK's, so any module may raise from it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._approval_handle import ApprovalHandle
 
 
 class TracengentError(Exception):
@@ -65,11 +68,17 @@ class ToolDeniedException(TracengentError):
 
 
 class ToolPendingApprovalException(TracengentError):
-    """A tool call is held until a person approves it; it was not made."""
+    """A tool call is held until a person approves it; it was not made.
 
-    def __init__(self, approval_id: str | None, reason: str) -> None:
+    `handle` (an MCP tool or function call's) resumes it later: `client.tools.resume_mcp(...)` /
+    `resume_function(...)`; None for a call no handle can bind (an HTTP request, for now)."""
+
+    def __init__(
+        self, approval_id: str | None, reason: str, handle: ApprovalHandle | None = None
+    ) -> None:
         super().__init__(f"Tool call awaiting approval: {reason}", reason=reason)
         self.approval_id = approval_id
+        self.handle = handle
 
 
 class DelegationException(TracengentError):

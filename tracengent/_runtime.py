@@ -56,6 +56,11 @@ class RecordingContext(FlowContext, Protocol):
 class Runtime(RecordingContext, Protocol):
     """A recording flow context that can also run a flow to its end with blocking I/O."""
 
+    @property
+    def released_approvals(self) -> set[str]:
+        """Approvals that released their call through this client (one call each)."""
+        ...
+
     def run_sync(self, flow: Flow[T]) -> T: ...
 
 

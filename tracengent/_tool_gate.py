@@ -11,9 +11,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tracengent_api as api
 
+from ._approval_handle import ApprovalHandle, parse_handle
+from ._approvals import tool_digest, tool_resume_problem
+from ._authorization import approval_flow, release_flow
 from ._enforcement import Enforcement, enforced, let_through, would
+from ._errors import ToolDeniedException, ToolPendingApprovalException
 from ._flow import Call, Flow
-from ._redaction import apply_redactions_to_value
+from ._redaction import Redaction, apply_redactions_to_value
 from ._tool_args import UnreadableArguments, rebuilt, to_json_arguments
 from ._tools import (
     ToolDecision,
@@ -144,6 +148,47 @@ def _authorize_flow(
     return guard if enforce else _shadowed(core, name, guard, asked)
 
 
+def _resume_flow(
+    core: Runtime,
+    transport: api.Transport,
+    name: str,
+    arguments: Any,
+    invoke: Callable[[Any], T | Awaitable[T]],
+    handle: ApprovalHandle | str,
+) -> Flow[T]:
+    """Run the tool call a `ToolPendingApprovalException` held, once its approval is given:
+    refused unless it is that call (the handle's digest), approved, and not released before;
+    still pending raises the same exception again. The arguments are redacted as the approval's
+    obligations (and the trace's) say."""
+    handle = parse_handle(handle)
+    asked = _Asked.of(arguments)
+    if asked.problem is not None:
+        raise ToolDeniedException(core.scrub(asked.problem))
+    released = core.released_approvals
+    problem = tool_resume_problem(handle, transport.value, name, asked.json, released)
+    if problem is not None:
+        raise ToolDeniedException(decided(core, name, ToolDecision.deny(problem)).reason)
+    approval = yield from approval_flow(core, handle.approval_id, wait=False)
+    if approval.pending:
+        raise ToolPendingApprovalException(handle.approval_id, approval.reason, handle)
+    if not approval.allowed:
+        raise ToolDeniedException(decided(core, name, ToolDecision.deny(approval.reason)).reason)
+    spent = yield from release_flow(core, handle.approval_id)
+    if spent is not None:
+        raise ToolDeniedException(decided(core, name, ToolDecision.deny(spent)).reason)
+    released.add(handle.approval_id)
+    fields = (approval.obligations.redact_fields if approval.obligations else None) or []
+    allowed = ToolDecision.allow("approved")
+    allowed.approval_id, allowed.redactions = (
+        handle.approval_id,
+        [Redaction(f, "remove") for f in fields],
+    )
+    guard = _guarded(decided(core, name, allowed), asked)
+    raise_unless_allowed(guard.decision)  # arguments a redaction leaves unable to make their type
+    result: T = yield Call(functools.partial(invoke, guard.arguments))
+    return result
+
+
 def _shadowed(
     core: RecordingContext, name: str, guard: ToolGuardResult, asked: _Asked
 ) -> ToolGuardResult:
@@ -170,8 +215,14 @@ def _guard_flow(
     """Decide, then run the user's `invoke(decided arguments)` only if the call is allowed:
     the one logic of every guard and governed function, sync or async (the async driver awaits
     what `invoke` returns)."""
-    guard = yield from _authorize_flow(core, transport, name, arguments, enforcement)
-    raise_unless_allowed(guard.decision)
+    asked = arguments if isinstance(arguments, _Asked) else _Asked.of(arguments)
+    guard = yield from _authorize_flow(core, transport, name, asked, enforcement)
+    decision = guard.decision
+    if decision.pending and decision.approval_id is not None and asked.problem is None:
+        digest = tool_digest(transport.value, name, asked.json)  # the call it may release later
+        handle = ApprovalHandle.issue(decision.approval_id, "tool", digest)
+        raise ToolPendingApprovalException(decision.approval_id, decision.reason, handle)
+    raise_unless_allowed(decision)
     result: T = yield Call(functools.partial(invoke, guard.arguments))
     return result
 
@@ -228,6 +279,30 @@ class ToolGate:
         flow = _guard_flow(self._core, _FN, function_name, arguments, invoke, enforcement)
         return self._core.run_sync(flow)
 
+    def resume_mcp(
+        self,
+        handle: ApprovalHandle | str,
+        tool_name: str,
+        arguments: Any,
+        invoke: Callable[[Any], T],
+    ) -> T:
+        """Call `invoke(redacted arguments)` for the MCP tool call a `ToolPendingApprovalException`
+        held, once a person approved it: only that call (same tool, same arguments), once."""
+        return self._core.run_sync(
+            _resume_flow(self._core, _MCP, tool_name, arguments, invoke, handle)
+        )
+
+    def resume_function(
+        self,
+        handle: ApprovalHandle | str,
+        function_name: str,
+        arguments: Any,
+        invoke: Callable[[Any], T],
+    ) -> T:
+        """As `resume_mcp`, for an LLM function call held by `guard_function`."""
+        flow = _resume_flow(self._core, _FN, function_name, arguments, invoke, handle)
+        return self._core.run_sync(flow)
+
     def governed(self, name: str | None = None, *, enforcement: _Mode = None) -> Callable[[F], F]:
         """Decorate a function an LLM may call: authorized first, run with redacted arguments.
 
@@ -280,6 +355,25 @@ class AsyncToolGate:
         enforcement: _Mode = None,
     ) -> T:
         flow = _guard_flow(self._core, _FN, function_name, arguments, invoke, enforcement)
+        return await self._run(flow)
+
+    async def resume_mcp(
+        self,
+        handle: ApprovalHandle | str,
+        tool_name: str,
+        arguments: Any,
+        invoke: Callable[[Any], T | Awaitable[T]],
+    ) -> T:
+        return await self._run(_resume_flow(self._core, _MCP, tool_name, arguments, invoke, handle))
+
+    async def resume_function(
+        self,
+        handle: ApprovalHandle | str,
+        function_name: str,
+        arguments: Any,
+        invoke: Callable[[Any], T | Awaitable[T]],
+    ) -> T:
+        flow = _resume_flow(self._core, _FN, function_name, arguments, invoke, handle)
         return await self._run(flow)
 
     def governed(self, name: str | None = None, *, enforcement: _Mode = None) -> Callable[[F], F]:

@@ -13,7 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .._approvals import ApprovalHandle, authorize_digest
+from .._approval_handle import ApprovalHandle
+from .._approvals import authorize_digest
 from .._authorization import AuthDecision
 from .._options import TracengentOptions
 from .._wire import APPROVAL_ID

@@ -42,7 +42,8 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
         'tracengent.integrations.fastapi needs FastAPI: pip install "tracengent[fastapi]"'
     ) from error
 
-from .._approvals import ApprovalHandle, ApprovalPendingException
+from .._approval_handle import ApprovalHandle
+from .._approvals import ApprovalPendingException
 from .._async_client import AsyncTracengentClient
 from .._authorization import AuthDecision
 from .._client import TracengentClient

@@ -34,7 +34,8 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
         'tracengent.integrations.flask needs Flask: pip install "tracengent[flask]"'
     ) from error
 
-from .._approvals import ApprovalHandle, ApprovalPendingException
+from .._approval_handle import ApprovalHandle
+from .._approvals import ApprovalPendingException
 from .._async_client import AsyncTracengentClient
 from .._client import TracengentClient
 from .._enforcement import Enforcement, check_mode, shadowed
