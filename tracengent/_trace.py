@@ -290,7 +290,7 @@ class Trace:
             self._settle(held, None, error)
             raise
         if not isinstance(result, LlmCallResult):  # no usage known: the trace's close releases
-            held.tokens, held.committed = None, True
+            held.committed = True
             self._settle(held, result, None)
             return result  # type: ignore[no-any-return]
         held.tokens, held.model, held.committed = result.tokens, result.model, True
