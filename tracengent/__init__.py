@@ -86,6 +86,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers ("X as X": re
     from ._trace import (
         AgentTrace as AgentTrace,
         AsyncAgentTrace as AsyncAgentTrace,
+        TokenReservation as TokenReservation,
         Trace as Trace,
         current_trace as current_trace,
     )
@@ -121,6 +122,7 @@ _EXPORTS = {
     "Money": "._events",
     "NotAuthorizedException": "._errors",
     "Observer": "._observe",
+    "TokenReservation": "._trace",
     "Trace": "._trace",
     "Redaction": "._redaction",
     "ToolDecision": "._tools",
