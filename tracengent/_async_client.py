@@ -20,7 +20,8 @@ from ._authorization import (
     AuthObligations,
     approval_flow,
     authorize_flow,
-    ensure_flow,
+    decide_flow,
+    obligations_of,
     resume_flow,
 )
 from ._core import CLOSE_TIMEOUT_S, ClientCore, ClientSurface
@@ -102,7 +103,8 @@ class AsyncTracengentClient(ClientSurface):
         wait: bool = True,
         enforcement: Enforcement | None = None,
     ) -> AuthObligations | None:
-        flow = ensure_flow(self._core, permission, context, enforcement=enforcement, wait=wait)
+        decided = decide_flow(self._core, permission, context, enforcement=enforcement, wait=wait)
+        flow = obligations_of(decided)
         return await self._run(flow)
 
     async def resume_approval(

@@ -320,19 +320,10 @@ def _approval_refusal(status: str, approval: str, timeout: float, deadline: floa
     return None
 
 
-def ensure_flow(
-    core: RecordingContext,
-    permission: str,
-    context: Mapping[str, Any] | None,
-    bearer: str | None = None,
-    enforcement: Enforcement | None = None,
-    wait: bool = True,
-) -> Flow[AuthObligations | None]:
-    """Authorize, wait out a pending approval, enforce obligations; raise unless allowed.
-
-    In shadow mode (see `_enforcement`) nothing waits or raises: what would have denied, held
-    or bound redactions is recorded, and the call goes on (with the obligations, if allowed)."""
-    decision = yield from decide_flow(core, permission, context, bearer, enforcement, wait)
+def obligations_of(decided: Flow[AuthDecision]) -> Flow[AuthObligations | None]:
+    """What `ensure_authorized` answers: the obligations of the allow `decided` ends in (None
+    for an allow without any, or a refusal shadow mode let through)."""
+    decision = yield from decided
     return decision.obligations if decision.allowed else None
 
 
@@ -344,7 +335,12 @@ def decide_flow(
     enforcement: Enforcement | None = None,
     wait: bool = True,
 ) -> Flow[AuthDecision]:
-    """`ensure_flow`, answering the decision itself: a token reservation names its id."""
+    """Authorize, wait out a pending approval, enforce obligations; raise unless allowed; the
+    decision (a token reservation names its id; `obligations_of` is what ensure_authorized
+    answers).
+
+    In shadow mode (see `_enforcement`) nothing waits or raises: what would have denied, held
+    or bound redactions is recorded, and the call goes on."""
     enforce = enforced(core, enforcement)  # a bad mode is refused before anything is asked
     decision = yield from authorize_flow(core, permission, context, bearer)
     if not enforce:

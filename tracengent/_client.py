@@ -14,7 +14,8 @@ from ._authorization import (
     AuthObligations,
     approval_flow,
     authorize_flow,
-    ensure_flow,
+    decide_flow,
+    obligations_of,
     resume_flow,
 )
 from ._core import CLOSE_TIMEOUT_S, ClientCore, ClientSurface
@@ -91,7 +92,8 @@ class TracengentClient(ClientSurface):
         With `wait=False` a pending approval raises `ApprovalPendingException` at once; its
         `handle` resumes the call later (`resume_approval`). `enforcement` overrides the client's
         option for this call ("enforce" or "shadow")."""
-        flow = ensure_flow(self._core, permission, context, enforcement=enforcement, wait=wait)
+        decided = decide_flow(self._core, permission, context, enforcement=enforcement, wait=wait)
+        flow = obligations_of(decided)
         return self._run(flow)
 
     def resume_approval(
