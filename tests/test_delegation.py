@@ -21,6 +21,8 @@ from ._fault_front import FaultFront
 from ._recording import RecordingPlatform
 from ._wire import assert_conforms
 
+JWKS_PATH = "/.well-known/jwks.json"
+
 # The agents a delegation may reach: the platform refuses to attenuate for an unknown callee.
 POLICY = """
 currency = "EUR"
@@ -69,6 +71,13 @@ def delegated(
     return token
 
 
+def without_jwks() -> RecordingPlatform:
+    """A recording platform that serves no JWKS (404): tokens are checked by it alone."""
+    recording = RecordingPlatform()
+    recording.script(JWKS_PATH, lambda _r: httpx.Response(404, json={"error": "not_found"}))
+    return recording
+
+
 def attenuated(platform: FaultFront) -> list[object]:
     """The child tokens the platform minted (its answers to attenuation requests)."""
     return [r for r in platform.requests if r.path.endswith("/attenuate") and r.status == 200]
@@ -86,7 +95,7 @@ def client_for(platform: FaultFront) -> TracengentClient:
 
 
 def test_attenuate_conforms() -> None:
-    recording = RecordingPlatform()
+    recording = without_jwks()
     recording.script(
         "/v1/delegations/dlg_1/attenuate",
         lambda _r: httpx.Response(
@@ -120,7 +129,7 @@ def test_attenuate_conforms() -> None:
 
 @pytest.mark.parametrize("answered", ["", "   ", "\n"])
 def test_an_empty_child_token_is_a_delegation_error(answered: str) -> None:
-    recording = RecordingPlatform()
+    recording = without_jwks()
     answer = {"token": {"accessToken": answered, "tokenType": "Bearer", "expiresIn": 300}}
     recording.script("/v1/delegations/dlg_1/attenuate", lambda _r: httpx.Response(200, json=answer))
     token = jwt.encode(
@@ -181,7 +190,8 @@ def test_widening_is_refused_locally_before_any_request(platform: FaultFront) ->
             session.attenuate_for_call("agt_x", ["hotels:book", "flights:book"])
         with pytest.raises(DelegationException, match="maxAmount 900 is larger"):
             session.attenuate_for_call("agt_x", ["hotels:book"], max_amount=900)
-    assert attenuated(platform) == [] and platform.requests == []
+    assert attenuated(platform) == []
+    assert [r.path for r in platform.requests] == [JWKS_PATH]  # the offline check's keys, once
 
 
 def test_widening_is_refused_by_the_platform_with_its_reason(platform: FaultFront) -> None:
@@ -205,8 +215,8 @@ def test_an_expired_or_plain_token_cannot_attenuate(platform: FaultFront) -> Non
         assert not plain.is_delegated
         with pytest.raises(DelegationException, match="not a delegated token"):
             plain.attenuate_for_call("agt_x", ["hotels:book"])
-        garbage = client.begin_delegated_task("not-a-jwt")
-        assert not garbage.is_delegated and garbage.authorize("x").allowed is False
+        with pytest.raises(DelegationException, match="not a signed JWT"):
+            client.begin_delegated_task("not-a-jwt")
         spaced = client.begin_delegated_task("two words")
         assert "whitespace" in spaced.authorize("x").reason
         with pytest.raises(DelegationException, match="whitespace"):

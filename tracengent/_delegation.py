@@ -22,20 +22,19 @@ from ._errors import DelegationException
 from ._events import Number
 from ._flow import Flow
 from ._jsonsafe import to_jsonable
+from ._jwks import verify_flow
 from ._permissions import TokenClaims, any_permission_matches, read_claims
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
 
-def _denied(reason: str) -> Flow[AuthDecision]:
-    return AuthDecision.deny(reason)
-    yield  # a flow that decides without a request
-
-
 class _SessionBase:
-    def __init__(self, core: Runtime, delegated_token: str) -> None:
+    def __init__(self, core: Runtime, delegated_token: str, verified: bool) -> None:
         self._core = core
+        # Checked against the platform's keys before the token is first sent (`_verified`);
+        # a child is checked by the attenuation that received it.
+        self._verified = verified
         token = delegated_token.strip() if isinstance(delegated_token, str) else ""
         # A token that cannot travel in a header (and whose refusal by the HTTP library would
         # quote it) makes a session that denies and never sends.
@@ -69,12 +68,21 @@ class _SessionBase:
     def __repr__(self) -> str:  # never the token
         return f"{type(self).__name__}(grant_id={self.grant_id!r}, chain={self.chain!r})"
 
+    def _verify(self) -> Flow[None]:
+        """Raise `DelegationException` unless the token checks out offline (once per session).
+
+        An unusable token is never sent, so it needs no check: its session denies."""
+        if not self._verified and not self._unusable:
+            yield from verify_flow(self._core, self.token, self._core.options.agent_id)
+            self._verified = True
+
     def _authorize_flow(
         self, permission: str, context: Mapping[str, Any] | None
     ) -> Flow[AuthDecision]:
+        yield from self._verify()
         if self._unusable:
-            return _denied(self._unusable)
-        return authorize_flow(self._core, permission, context, bearer=self.token)
+            return AuthDecision.deny(self._unusable)
+        return (yield from authorize_flow(self._core, permission, context, bearer=self.token))
 
     def _attenuate_flow(
         self,
@@ -84,6 +92,7 @@ class _SessionBase:
         expires_in_seconds: int | None,
         reason: str | None,
     ) -> Flow[str]:
+        yield from self._verify()
         requested = _requested(permissions)
         _check_arguments(callee_agent_id, max_amount, expires_in_seconds)
         self._check_locally(requested, max_amount)
@@ -119,6 +128,8 @@ class _SessionBase:
             raise DelegationException(self._core.scrub(failure("attenuate", error))) from None
         if not child.strip():  # a session on it could only ever deny: say so now, not later
             raise DelegationException("the platform answered the attenuation with an empty token")
+        self._core.remember_secret(child)
+        yield from verify_flow(self._core, child, callee_agent_id)  # the callee's, signed
         return child
 
     def _check_locally(self, requested: list[str], max_amount: Number | None) -> None:
@@ -189,7 +200,11 @@ def _check_arguments(
 
 
 class DelegatedSession(_SessionBase):
-    """Acting under a delegated token, with the sync client."""
+    """Acting under a delegated token, with the sync client; checked when it is made."""
+
+    def __init__(self, core: Runtime, delegated_token: str, verified: bool = False) -> None:
+        super().__init__(core, delegated_token, verified)
+        core.run_sync(self._verify())  # a token that fails raises here, before any use
 
     def authorize(self, permission: str, context: Mapping[str, Any] | None = None) -> AuthDecision:
         """Authorize under the delegated authority; the decision reports acting_for and chain."""
@@ -208,16 +223,21 @@ class DelegatedSession(_SessionBase):
         flow = self._attenuate_flow(
             callee_agent_id, permissions, max_amount, expires_in_seconds, reason
         )
-        return DelegatedSession(self._core, self._core.run_sync(flow))
+        return DelegatedSession(self._core, self._core.run_sync(flow), verified=True)
 
 
 class AsyncDelegatedSession(_SessionBase):
-    """Acting under a delegated token, with the async client."""
+    """Acting under a delegated token, with the async client; checked on its first use (making
+    one is not a coroutine), before anything is sent with the token."""
 
     def __init__(
-        self, core: Runtime, delegated_token: str, run: Callable[[Flow[Any]], Awaitable[Any]]
+        self,
+        core: Runtime,
+        delegated_token: str,
+        run: Callable[[Flow[Any]], Awaitable[Any]],
+        verified: bool = False,
     ) -> None:
-        super().__init__(core, delegated_token)
+        super().__init__(core, delegated_token, verified)
         self._run = run
 
     async def authorize(
@@ -238,4 +258,4 @@ class AsyncDelegatedSession(_SessionBase):
         flow = self._attenuate_flow(
             callee_agent_id, permissions, max_amount, expires_in_seconds, reason
         )
-        return AsyncDelegatedSession(self._core, await self._run(flow), self._run)
+        return AsyncDelegatedSession(self._core, await self._run(flow), self._run, verified=True)
