@@ -379,19 +379,44 @@ def resume_flow(
     if problem is not None:
         decision = _decided(core, permission, AuthDecision.deny(problem, handle.approval_id))
         raise NotAuthorizedException(permission, decision.reason)
-    decision = yield from approval_flow(core, handle.approval_id, timeout, wait=wait)
+
+    def unmet(approved: AuthDecision) -> str | None:  # an approval lifts the hold, not the limits
+        checked = enforce_obligations(approved, context)
+        return None if checked.allowed else checked.reason
+
+    decision = yield from spend_approval_flow(core, handle, released, unmet, wait, timeout)
     if decision.pending:
         raise ApprovalPendingException(permission, decision.denial_reason, handle)
     observe_decision(core, "authorize", permission, decision)
-    decision = enforce_obligations(decision, context)
     if not decision.allowed:
         raise NotAuthorizedException(permission, decision.reason or decision.status)
-    spent = yield from release_flow(core, handle.approval_id)
-    if spent is not None:
-        raise NotAuthorizedException(permission, core.scrub(spent))
-    released.add(handle.approval_id)
     _bind_redactions(decision.obligations)
     return decision.obligations
+
+
+def spend_approval_flow(
+    core: FlowContext,
+    handle: ApprovalHandle,
+    released: set[str],
+    check: Callable[[AuthDecision], str | None],
+    wait: bool = False,
+    timeout: float | None = None,
+) -> Flow[AuthDecision]:
+    """The approval `handle` names, read and spent on this one call: an allow, the pending
+    decision it still is, or a deny saying why (a reviewer refused, nobody decided in time,
+    `check` refused what the approval binds, it released a call already). Authorization and
+    tool resumes share it, so the order is one: approved, checked, spent at the platform,
+    remembered by this client — an approval is never spent on a call that will not run."""
+    decision = yield from approval_flow(core, handle.approval_id, timeout, wait=wait)
+    if not decision.allowed:
+        return decision
+    refused = check(decision)
+    if refused is None:
+        refused = yield from release_flow(core, handle.approval_id)
+    if refused is not None:
+        return AuthDecision.deny(core.scrub(refused), handle.approval_id)
+    released.add(handle.approval_id)
+    return decision
 
 
 def release_flow(core: FlowContext, approval_id: str) -> Flow[str | None]:

@@ -13,7 +13,7 @@ import tracengent_api as api
 
 from ._approval_handle import ApprovalHandle, parse_handle
 from ._approvals import tool_digest, tool_resume_problem
-from ._authorization import approval_flow, release_flow
+from ._authorization import AuthDecision, spend_approval_flow
 from ._enforcement import Enforcement, enforced, let_through, would
 from ._errors import ToolDeniedException, ToolPendingApprovalException
 from ._flow import Call, Flow
@@ -168,23 +168,23 @@ def _resume_flow(
     problem = tool_resume_problem(handle, transport.value, name, asked.json, released)
     if problem is not None:
         raise ToolDeniedException(decided(core, name, ToolDecision.deny(problem)).reason)
-    approval = yield from approval_flow(core, handle.approval_id, wait=False)
+    guards: list[ToolGuardResult] = []
+
+    def unmet(approved: AuthDecision) -> str | None:  # arguments a redaction leaves unusable
+        fields = (approved.obligations.redact_fields if approved.obligations else None) or []
+        allowed = ToolDecision.allow("approved")
+        allowed.approval_id = handle.approval_id
+        allowed.redactions = [Redaction(field, "remove") for field in fields]
+        guards.append(_guarded(allowed, asked))
+        return None if guards[0].allowed else guards[0].decision.reason
+
+    approval = yield from spend_approval_flow(core, handle, released, unmet)
     if approval.pending:
         raise ToolPendingApprovalException(handle.approval_id, approval.reason, handle)
     if not approval.allowed:
         raise ToolDeniedException(decided(core, name, ToolDecision.deny(approval.reason)).reason)
-    spent = yield from release_flow(core, handle.approval_id)
-    if spent is not None:
-        raise ToolDeniedException(decided(core, name, ToolDecision.deny(spent)).reason)
-    released.add(handle.approval_id)
-    fields = (approval.obligations.redact_fields if approval.obligations else None) or []
-    allowed = ToolDecision.allow("approved")
-    allowed.approval_id, allowed.redactions = (
-        handle.approval_id,
-        [Redaction(f, "remove") for f in fields],
-    )
-    guard = _guarded(decided(core, name, allowed), asked)
-    raise_unless_allowed(guard.decision)  # arguments a redaction leaves unable to make their type
+    guard = guards[0]
+    decided(core, name, guard.decision)
     result: T = yield Call(functools.partial(invoke, guard.arguments))
     return result
 
